@@ -1,0 +1,3 @@
+from fashionparse.cli import main
+
+main()

@@ -1,0 +1,287 @@
+"""Typed run configuration: YAML files in ``configs/`` plus ``key=value`` overrides on the command line.
+
+Every field has a type and a default; loading checks names, types and allowed values and raises a
+:class:`~fashionparse.errors.ConfigError` that names the file and the dotted field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fashionparse.errors import ConfigError
+
+DEPTHS = (18, 34, 50, 101)
+ATTENTIONS = ("se", "none", "eca", "cbam")
+LAYOUTS = ("resnet", "legacy_senet")
+NORMS = ("frozen_bn", "bn", "gn")
+MASK_FORMATS = ("full",)
+TRAINABLE = ("heads", "3+", "4+", "5+", "all")
+
+
+@dataclass
+class ModelConfig:
+    """Mask R-CNN with a timm ResNet(+attention) backbone and torchvision's FPN and heads."""
+
+    depth: int = 101
+    attention: str = "se"  # attention block in every residual unit
+    layout: str = "resnet"  # resnet: timm ResNet + attn; legacy_senet: timm legacy_seresnet (Caffe SENet)
+    norm: str = "frozen_bn"  # frozen_bn with pretrained weights; gn or bn to train from scratch
+    width: int = 64  # channels of the first stage; 64 is the standard ResNet
+    fpn_channels: int = 256
+    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    min_size: list[int] = field(default_factory=lambda: [800])  # several values: random per image in training
+    max_size: int = 1333
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.25
+    box_score_thresh: float = 0.05
+    box_nms_thresh: float = 0.5
+    box_detections_per_img: int = 100
+    representation_size: int = 1024
+    mask_head_channels: int = 256
+    mask_head_layers: int = 4
+    mask_format: str = "full"
+    backbone_weights: str | None = None  # local timm/ImageNet state dict file
+    weights: str | None = None  # local detector checkpoint (e.g. COCO-pretrained) to start from
+
+
+@dataclass
+class StageConfig:
+    """One training stage: which layers train, for how many iterations, at which learning rate."""
+
+    trainable: str = "all"  # heads | 3+ | 4+ | 5+ | all (matterport's layer groups)
+    iterations: int = 1000
+    lr: float = 0.001
+
+
+@dataclass
+class SolverConfig:
+    optimizer: str = "sgd"  # sgd | adamw
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    clip_grad_norm: float | None = 5.0
+    batch_size: int = 2
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+
+
+@dataclass
+class DataConfig:
+    """COCO-format instance annotations plus image folders (``fashionparse convert`` makes DF2 into this)."""
+
+    train_images: str = ""
+    train_annotations: str = ""
+    val_images: str = ""
+    val_annotations: str = ""
+    num_workers: int = 2
+    max_items_per_class: int | None = None
+    hflip_prob: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    checkpoint_period: int = 1000
+    log_period: int = 20
+    eval_at_end: bool = True
+    time_budget_s: float | None = None  # stop early (checkpointing) when the wall-clock budget is spent
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------
+# loading and checking
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str, src: str | None) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it (int -> float, dict -> dataclass)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where, src)
+            except ConfigError:
+                continue
+        raise ConfigError(f"expected {_type_name(tp)}, got {value!r}", path=src, field=where)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"expected a list, got {value!r}", path=src, field=where)
+        return [_coerce(v, item_tp, f"{where}[{i}]", src) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a mapping, got {value!r}", path=src, field=where)
+        return _from_dict(tp, value, where, src)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"expected a number, got {value!r}", path=src, field=where)
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"expected an integer, got {value!r}", path=src, field=where)
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true or false, got {value!r}", path=src, field=where)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {value!r}", path=src, field=where)
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str, src: str | None) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"unknown field (known: {', '.join(sorted(names))})", path=src, field=where)
+    kwargs = {
+        key: _coerce(value, hints[key], f"{prefix}.{key}" if prefix else key, src) for key, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def _check_choice(value: Any, allowed: tuple, where: str, src: str | None) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{value!r} is not one of {', '.join(map(str, allowed))}", path=src, field=where)
+
+
+def _check_positive(value: float, where: str, src: str | None, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}", path=src, field=where)
+
+
+def validate(cfg: Config, src: str | None = None) -> Config:
+    """Check allowed values and ranges; raise ConfigError naming the field."""
+    m, s, d, t = cfg.model, cfg.solver, cfg.data, cfg.train
+    _check_choice(m.depth, DEPTHS, "model.depth", src)
+    _check_choice(m.attention, ATTENTIONS, "model.attention", src)
+    _check_choice(m.layout, LAYOUTS, "model.layout", src)
+    _check_choice(m.norm, NORMS, "model.norm", src)
+    _check_choice(m.mask_format, MASK_FORMATS, "model.mask_format", src)
+    if m.layout == "legacy_senet":
+        if m.depth not in (50, 101):
+            raise ConfigError("legacy_senet exists for depth 50 and 101 only", path=src, field="model.depth")
+        if m.attention != "se":
+            raise ConfigError("legacy_senet always uses 'se'", path=src, field="model.attention")
+    if len(m.anchor_sizes) != 5:
+        raise ConfigError("needs one size per FPN level (5)", path=src, field="model.anchor_sizes")
+    for name in ("width", "fpn_channels", "max_size", "representation_size", "mask_head_channels",
+                 "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img"):
+        _check_positive(getattr(m, name), f"model.{name}", src)
+    if not m.min_size or any(v <= 0 for v in m.min_size):
+        raise ConfigError("needs at least one positive size", path=src, field="model.min_size")
+    for name in ("box_positive_fraction", "box_score_thresh", "box_nms_thresh"):
+        v = getattr(m, name)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"must lie in [0, 1], got {v!r}", path=src, field=f"model.{name}")
+    _check_choice(s.optimizer, ("sgd", "adamw"), "solver.optimizer", src)
+    _check_positive(s.batch_size, "solver.batch_size", src)
+    _check_positive(s.weight_decay, "solver.weight_decay", src, allow_zero=True)
+    _check_positive(s.warmup_iters, "solver.warmup_iters", src, allow_zero=True)
+    if not s.stages:
+        raise ConfigError("needs at least one stage", path=src, field="solver.stages")
+    for i, st in enumerate(s.stages):
+        _check_choice(st.trainable, TRAINABLE, f"solver.stages[{i}].trainable", src)
+        _check_positive(st.iterations, f"solver.stages[{i}].iterations", src)
+        _check_positive(st.lr, f"solver.stages[{i}].lr", src)
+    _check_positive(d.num_workers, "data.num_workers", src, allow_zero=True)
+    if d.max_items_per_class is not None:
+        _check_positive(d.max_items_per_class, "data.max_items_per_class", src)
+    if not 0.0 <= d.hflip_prob <= 1.0:
+        raise ConfigError(f"must lie in [0, 1], got {d.hflip_prob!r}", path=src, field="data.hflip_prob")
+    _check_positive(t.checkpoint_period, "train.checkpoint_period", src)
+    _check_positive(t.log_period, "train.log_period", src)
+    return cfg
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError("cannot set a field inside a non-mapping value", field=dotted)
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.sub=value`` strings; values are YAML (``1e-3``, ``[1,2]``, ``null``, ``true``)."""
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"value {raw!r} is not valid YAML ({e.__class__.__name__})", field=key) from e
+        out.append((key.strip(), value))
+    return out
+
+
+def from_dict(data: dict[str, Any], overrides: list[str] | None = None, src: str | None = None) -> Config:
+    data = dict(data or {})
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(data, key, value)
+    return validate(_from_dict(Config, data, "", src), src)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    src = str(path) if path is not None else None
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config ({e.strerror})", path=src) from e
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"not valid YAML: {str(e).splitlines()[0]}", path=src) from e
+        if not isinstance(data, dict):
+            raise ConfigError("top level must be a mapping", path=src)
+    return from_dict(data, overrides, src)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
