@@ -29,6 +29,7 @@ TRAINABLE = ("heads", "3+", "4+", "5+", "all")
 class ModelConfig:
     """Mask R-CNN with a timm ResNet(+attention) backbone and torchvision's FPN and heads."""
 
+    num_classes: int = 14  # including background: 13 DF2 categories + 1; 91 for COCO's category ids
     depth: int = 101
     attention: str = "se"  # attention block in every residual unit
     layout: str = "resnet"  # resnet: timm ResNet + attn; legacy_senet: timm legacy_seresnet (Caffe SENet)
@@ -148,6 +149,11 @@ def _coerce(value: Any, tp: Any, where: str, src: str | None) -> Any:
             raise ConfigError(f"expected a mapping, got {value!r}", path=src, field=where)
         return _from_dict(tp, value, where, src)
     if tp is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", path=src, field=where)
         return float(value)
@@ -204,6 +210,8 @@ def validate(cfg: Config, src: str | None = None) -> Config:
             raise ConfigError("legacy_senet always uses 'se'", path=src, field="model.attention")
     if len(m.anchor_sizes) != 5:
         raise ConfigError("needs one size per FPN level (5)", path=src, field="model.anchor_sizes")
+    if m.num_classes < 2:
+        raise ConfigError(f"must be >= 2 (background + 1), got {m.num_classes}", path=src, field="model.num_classes")
     for name in ("width", "fpn_channels", "max_size", "representation_size", "mask_head_channels",
                  "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img"):
         _check_positive(getattr(m, name), f"model.{name}", src)

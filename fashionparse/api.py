@@ -1,0 +1,133 @@
+"""Python API: load a trained parser from a checkpoint and parse images without the CLI.
+
+    >>> from fashionparse.api import Parser
+    >>> parser = Parser.from_checkpoint("runs/demo/model_final.pth")
+    >>> for inst in parser.predict("photo.jpg"):
+    ...     print(inst.category_name, inst.score, inst.box)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as F
+
+from fashionparse.categories import BY_ID
+from fashionparse.config import Config, from_dict
+from fashionparse.data.dataset import load_rgb
+from fashionparse.data.masks import mask_to_polygons
+from fashionparse.engine.checkpoint import load_checkpoint
+from fashionparse.errors import CheckpointError
+from fashionparse.utils.device import resolve_device
+
+
+@dataclass
+class Instance:
+    """One parsed garment. ``box`` is (x1, y1, x2, y2) in pixels; ``mask`` a bool array [H, W]."""
+
+    category_id: int
+    category_name: str
+    score: float
+    box: tuple[float, float, float, float]
+    mask: np.ndarray = field(repr=False)
+    polygons: list[list[float]] = field(repr=False)
+
+
+def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> tuple[torch.nn.Module, Config]:
+    """Rebuild the model described by the checkpoint's own config and load its weights (no code runs)."""
+    from fashionparse.model import build_model
+
+    state = load_checkpoint(checkpoint)
+    cfg = from_dict(state["config"], src=str(checkpoint))
+    # The weights come from this checkpoint; initial-weight files named at training time are not needed.
+    cfg.model.weights = None
+    cfg.model.backbone_weights = None
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"weights do not fit the model its config describes ({first})",
+                              path=checkpoint, field="model") from e
+    dev = resolve_device(device) if isinstance(device, str) else device
+    return model.to(dev).eval(), cfg
+
+
+class Parser:
+    """A trained fashion parser: image in, garment instances out."""
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, score_threshold: float = 0.5) -> None:
+        self.model = model.eval()
+        self.cfg = cfg
+        self.score_threshold = score_threshold
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", score_threshold: float = 0.5) -> Parser:
+        model, cfg = load_model(path, device)
+        return cls(model, cfg, score_threshold)
+
+    @torch.inference_mode()
+    def predict(self, image: Image.Image | np.ndarray | str | Path) -> list[Instance]:
+        """Parse one image (PIL image, HxWx3 uint8 array, or a path) into instances above the threshold."""
+        return self.predict_batch([image])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: list[Image.Image | np.ndarray | str | Path]) -> list[list[Instance]]:
+        tensors = [self._to_tensor(im).to(self.device) for im in images]
+        outputs = self.model(tensors)
+        return [self._instances(out) for out in outputs]
+
+    @staticmethod
+    def _to_tensor(image: Image.Image | np.ndarray | str | Path) -> torch.Tensor:
+        if isinstance(image, (str, Path)):
+            image = load_rgb(image)
+        elif isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        return F.to_dtype(F.pil_to_tensor(image.convert("RGB")), torch.float32, scale=True)
+
+    def _instances(self, output: dict[str, torch.Tensor]) -> list[Instance]:
+        keep = output["scores"] >= self.score_threshold
+        boxes = output["boxes"][keep].cpu()
+        labels = output["labels"][keep].cpu()
+        scores = output["scores"][keep].cpu()
+        masks = (output["masks"][keep, 0] >= 0.5).cpu().numpy()
+        return [
+            Instance(
+                category_id=int(label),
+                category_name=BY_ID[int(label)].name,
+                score=float(score),
+                box=tuple(float(v) for v in box),
+                mask=mask,
+                polygons=mask_to_polygons(mask),
+            )
+            for box, label, score, mask in zip(boxes, labels, scores, masks)
+        ]
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, images: str | Path | None = None,
+                        out_dir: str | Path = "runs/eval", device: str = "auto"):
+    """Evaluate a checkpoint on a DF2 split folder (converted on the fly) or a COCO JSON + image folder.
+
+    Writes the DF2 results tables, the comparison with published methods and the predictions in the
+    official submission format to ``out_dir``; returns the ``EvalResult``.
+    """
+    from fashionparse.data.convert import convert_split
+    from fashionparse.data.dataset import CocoInstanceDataset
+    from fashionparse.engine.evaluate import evaluate_model
+
+    data, out_dir = Path(data), Path(out_dir)
+    if data.is_dir():
+        gt_json = out_dir / "ground_truth.json"
+        convert_split(data, gt_json)
+        images = data / "image"
+    else:
+        gt_json = data
+        images = Path(images) if images is not None else data.parent / "image"
+    model, _ = load_model(checkpoint, device)
+    dataset = CocoInstanceDataset(images, gt_json, with_masks=False)
+    return evaluate_model(model, dataset, gt_json, next(model.parameters()).device, out_dir=out_dir)

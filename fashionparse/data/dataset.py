@@ -1,0 +1,185 @@
+"""A torch ``Dataset`` over any COCO instance-segmentation JSON and its image folder.
+
+It yields exactly what torchvision's detection models take, so DeepFashion2 (after ``fashionparse
+convert``), the synthetic splits and COCO itself (for pretraining) share one code path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from pycocotools.coco import COCO
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from fashionparse.data.masks import polygons_to_mask
+from fashionparse.errors import AnnotationError
+
+Target = dict[str, Any]
+
+
+@dataclass
+class SkipCounts:
+    """What the dataset left out of its targets, by reason, so that nothing is dropped silently."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, reason: str, n: int = 1) -> None:
+        self.counts[reason] += n
+
+    def format(self) -> str:
+        if not self.counts:
+            return "no annotations skipped"
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode an image with its EXIF orientation applied, converted to RGB (grayscale, RGBA, P, CMYK)."""
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return im.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise AnnotationError(f"cannot decode image ({e})", path=path, field="image") from e
+
+
+def train_transforms(hflip_prob: float) -> v2.Transform:
+    """Online augmentation moving image, boxes and masks together."""
+    return v2.Compose([v2.RandomHorizontalFlip(hflip_prob), v2.SanitizeBoundingBoxes()])
+
+
+class CocoInstanceDataset(torch.utils.data.Dataset):
+    """Images and instance targets from a COCO JSON.
+
+    ``dataset[i]`` returns ``(image, target)``: ``image`` a float ``tv_tensors.Image`` [3, H, W] in 0..1;
+    ``target`` with ``boxes`` (``BoundingBoxes`` XYXY float [N, 4]), ``labels`` (int64 [N]), ``masks``
+    (``tv_tensors.Mask`` uint8 [N, H, W]), ``image_id`` (int), ``area`` and ``iscrowd`` (float/int64 [N]).
+
+    ``dataset[(i, seed)]`` applies ``transforms`` under a torch RNG seeded with ``seed``, so an
+    augmented sample is a pure function of (index, seed): training resumes and shards exactly.
+    Crowd annotations and degenerate boxes are dropped and counted in ``skipped``.
+    """
+
+    def __init__(
+        self,
+        images_dir: str | Path,
+        annotations: str | Path,
+        transforms: Callable | None = None,
+        with_masks: bool = True,
+    ) -> None:
+        self.images_dir = Path(images_dir)
+        self.annotations = Path(annotations)
+        if not self.annotations.is_file():
+            raise AnnotationError("annotation file not found", path=self.annotations)
+        if not self.images_dir.is_dir():
+            raise AnnotationError("image folder not found", path=self.images_dir)
+        try:
+            self.coco = _quiet_coco(self.annotations)
+        except (ValueError, KeyError, TypeError) as e:
+            raise AnnotationError(f"not a COCO instance file ({e})", path=self.annotations) from e
+        self.ids: list[int] = sorted(self.coco.imgs)
+        self.transforms = transforms
+        self.with_masks = with_masks
+        self.skipped = SkipCounts()
+        for ann in self.coco.anns.values():
+            info = self.coco.imgs[ann["image_id"]]
+            reason = _reject_reason(ann, int(info["width"]), int(info["height"]))
+            if reason:
+                self.skipped.add(reason)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_info(self, index: int) -> dict:
+        return self.coco.imgs[self.ids[index]]
+
+    def get_height_and_width(self, index: int) -> tuple[int, int]:
+        info = self.image_info(index)
+        return int(info["height"]), int(info["width"])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[tv_tensors.Image, Target]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        info = self.image_info(index)
+        path = self.images_dir / info["file_name"]
+        pil = load_rgb(path)
+        if pil.size != (info["width"], info["height"]):
+            raise AnnotationError(
+                f"image is {pil.size[0]}x{pil.size[1]} after EXIF orientation, annotation says "
+                f"{info['width']}x{info['height']}",
+                path=path,
+                field="width/height",
+            )
+        image = tv_tensors.Image(F.pil_to_tensor(pil))
+        target = self._target(index, info)
+        if self.transforms is not None:
+            if seed is None:
+                image, target = self.transforms(image, target)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    image, target = self.transforms(image, target)
+        return F.to_dtype(image, torch.float32, scale=True), target
+
+    def _target(self, index: int, info: dict) -> Target:
+        image_id = self.ids[index]
+        h, w = int(info["height"]), int(info["width"])
+        boxes, labels, masks, areas = [], [], [], []
+        for ann in self.coco.imgToAnns.get(image_id, []):
+            if _reject_reason(ann, w, h):  # counted once in __init__
+                continue
+            boxes.append(_clipped_xyxy(ann["bbox"], w, h))
+            labels.append(int(ann["category_id"]))
+            areas.append(float(ann.get("area", bw * bh)))
+            if self.with_masks:
+                masks.append(polygons_to_mask(ann["segmentation"], h, w))
+        target: Target = {
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), format="XYXY", canvas_size=(h, w)
+            ),
+            "labels": torch.tensor(labels, dtype=torch.int64),
+            "image_id": image_id,
+            "area": torch.tensor(areas, dtype=torch.float32),
+            "iscrowd": torch.zeros(len(labels), dtype=torch.int64),
+        }
+        if self.with_masks:
+            stacked = np.stack(masks) if masks else np.zeros((0, h, w), dtype=np.uint8)
+            target["masks"] = tv_tensors.Mask(torch.from_numpy(stacked))
+        return target
+
+
+def _clipped_xyxy(bbox: list[float], width: int, height: int) -> list[float]:
+    """COCO xywh -> xyxy clipped to the image."""
+    x, y, w, h = bbox
+    return [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)]
+
+
+def _reject_reason(ann: dict, width: int, height: int) -> str | None:
+    """Why an annotation cannot be a training target, or None when it can."""
+    if ann.get("iscrowd", 0):
+        return "crowd annotations"
+    x1, y1, x2, y2 = _clipped_xyxy(ann["bbox"], width, height)
+    if x2 <= x1 or y2 <= y1:
+        return "degenerate boxes"
+    return None
+
+
+def _quiet_coco(path: Path) -> COCO:
+    """Load a COCO file without pycocotools' progress prints."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
+
+
+def collate(batch: list[tuple[torch.Tensor, Target]]) -> tuple[tuple[torch.Tensor, ...], tuple[Target, ...]]:
+    """Detection batches stay lists: images of different sizes, targets of different lengths."""
+    images, targets = zip(*batch)
+    return images, targets

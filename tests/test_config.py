@@ -1,0 +1,72 @@
+"""Config loading: types, allowed values, overrides and the shipped YAML files."""
+
+from pathlib import Path
+
+import pytest
+
+from fashionparse.config import load_config, parse_overrides
+from fashionparse.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.model.num_classes >= 2 and cfg.solver.stages
+
+
+def test_original_recipe_values():
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "se_resnet101_fpn_deepfashion2.yaml")
+    s = cfg.solver
+    assert (s.optimizer, s.momentum, s.weight_decay) == ("sgd", 0.9, 1e-4)
+    assert [st.trainable for st in s.stages] == ["heads", "4+", "all"]
+    assert [st.lr for st in s.stages] == [0.001, 0.00025, 0.00025]
+    assert (cfg.model.depth, cfg.model.attention, cfg.model.num_classes) == (101, "se", 14)
+
+
+def test_overrides_are_typed_yaml():
+    cfg = load_config(None, ["model.depth=18", "solver.stages=[{trainable: heads, iterations: 3, lr: 1e-3}]",
+                             "model.weights=null", "model.box_score_thresh=1"])
+    assert cfg.model.depth == 18
+    assert cfg.solver.stages[0].iterations == 3 and cfg.solver.stages[0].lr == 1e-3
+    assert cfg.model.weights is None
+    assert isinstance(cfg.model.box_score_thresh, float)
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("model.attention=sk", "model.attention"),
+        ("model.depth=42", "model.depth"),
+        ("model.dept=50", "model.dept"),
+        ("model.depth=fifty", "model.depth"),
+        ("solver.batch_size=0", "solver.batch_size"),
+        ("solver.stages=[{trainable: 2+, iterations: 1, lr: 0.1}]", "solver.stages[0].trainable"),
+        ("model.box_nms_thresh=1.5", "model.box_nms_thresh"),
+        ("data.hflip_prob=true", "data.hflip_prob"),
+    ],
+)
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert str(err.value).startswith(field + ":")
+
+
+def test_bad_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  depth: [1\n")
+    with pytest.raises(ConfigError, match=str(bad)):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model:\n  attention: squeeze\n")
+    with pytest.raises(ConfigError, match=rf"{typo}: model.attention"):
+        load_config(typo)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_override_syntax():
+    assert parse_overrides(["a.b=[1, 2]"]) == [("a.b", [1, 2])]
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["model.depth"])
