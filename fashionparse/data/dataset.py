@@ -139,7 +139,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                 continue
             boxes.append(_clipped_xyxy(ann["bbox"], w, h))
             labels.append(int(ann["category_id"]))
-            areas.append(float(ann.get("area", bw * bh)))
+            areas.append(float(ann.get("area", ann["bbox"][2] * ann["bbox"][3])))
             if self.with_masks:
                 masks.append(polygons_to_mask(ann["segmentation"], h, w))
         target: Target = {

@@ -1,0 +1,89 @@
+"""The COCO instance dataset: targets against pycocotools, EXIF, colour modes, skipped annotations."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+
+from fashionparse.data.dataset import CocoInstanceDataset, train_transforms
+from fashionparse.errors import AnnotationError
+
+
+@pytest.fixture(autouse=True)
+def _img_dir(tmp_path):
+    (tmp_path / "img").mkdir()
+
+
+def _write(tmp_path, images, annotations):
+    coco = {"images": images, "annotations": annotations,
+            "categories": [{"id": i, "name": str(i)} for i in range(1, 14)]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(coco))
+    return path
+
+
+def _ann(aid, image_id, poly, cat=1, **extra):
+    xs, ys = poly[0::2], poly[1::2]
+    bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    return {"id": aid, "image_id": image_id, "category_id": cat, "segmentation": [poly], "bbox": bbox,
+            "area": bbox[2] * bbox[3], "iscrowd": 0, **extra}
+
+
+def test_targets_match_pycocotools(tmp_path):
+    Image.new("L", (40, 30), 128).save(tmp_path / "img" / "a.png")  # grayscale -> RGB
+    Image.new("RGBA", (40, 30), (1, 2, 3, 4)).save(tmp_path / "img" / "b.png")  # RGBA -> RGB
+    anns = [_ann(1, 1, [2, 3, 20, 3, 20, 25, 2, 25], cat=3), _ann(2, 1, [10, 5, 35, 5, 22, 28], cat=9),
+            _ann(3, 2, [5, 5, 6, 5, 6, 5], cat=2),  # zero-height box: degenerate
+            {**_ann(4, 2, [1, 1, 9, 1, 9, 9], cat=4), "iscrowd": 1}]
+    path = _write(tmp_path, [{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+                             {"id": 2, "file_name": "b.png", "width": 40, "height": 30}], anns)
+    ds = CocoInstanceDataset(tmp_path / "img", path)
+    assert ds.skipped.counts == {"degenerate boxes": 1, "crowd annotations": 1}
+    image, target = ds[0]
+    assert image.shape == (3, 30, 40) and image.dtype == torch.float32
+    assert torch.allclose(image, torch.full_like(image, 128 / 255))
+    assert target["labels"].tolist() == [3, 9] and target["image_id"] == 1
+    assert target["boxes"].tolist() == [[2, 3, 20, 25], [10, 5, 35, 28]]
+    ref = COCO(str(path))
+    for mask, ann_id in zip(target["masks"], [1, 2]):
+        assert np.array_equal(mask.numpy(), ref.annToMask(ref.anns[ann_id]))
+    _, empty = ds[1]
+    assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, 30, 40)
+
+
+def test_flip_moves_masks_and_boxes_together(tmp_path):
+    Image.new("RGB", (40, 30)).save(tmp_path / "img" / "a.png")
+    path = _write(tmp_path, [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
+                  [_ann(1, 1, [2, 3, 20, 3, 20, 25, 2, 25])])
+    plain = CocoInstanceDataset(tmp_path / "img", path)[0][1]
+    flipped_ds = CocoInstanceDataset(tmp_path / "img", path, transforms=train_transforms(1.0))
+    _, flipped = flipped_ds[(0, 123)]
+    assert torch.equal(flipped["masks"], plain["masks"].flip(-1))
+    assert flipped["boxes"].tolist() == [[40 - 20, 3, 40 - 2, 25]]
+    half = CocoInstanceDataset(tmp_path / "img", path, transforms=train_transforms(0.5))
+    assert all(torch.equal(half[(0, s)][1]["masks"], half[(0, s)][1]["masks"]) for s in range(5))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (30, 40))  # stored 30 wide, 40 high; EXIF 6 = rotate 90 -> shown 40x30
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "img" / "r.jpg", exif=exif)
+    path = _write(tmp_path, [{"id": 1, "file_name": "r.jpg", "width": 40, "height": 30}], [])
+    image, _ = CocoInstanceDataset(tmp_path / "img", path)[0]
+    assert image.shape == (3, 30, 40)
+    wrong = _write(tmp_path, [{"id": 1, "file_name": "r.jpg", "width": 30, "height": 40}], [])
+    with pytest.raises(AnnotationError, match="width/height"):
+        CocoInstanceDataset(tmp_path / "img", wrong)[0]
+
+
+def test_corrupt_image_and_missing_files_are_named(tmp_path):
+    (tmp_path / "img" / "bad.jpg").write_bytes(b"not a jpeg")
+    path = _write(tmp_path, [{"id": 1, "file_name": "bad.jpg", "width": 4, "height": 4}], [])
+    with pytest.raises(AnnotationError, match="bad.jpg: image: cannot decode"):
+        CocoInstanceDataset(tmp_path / "img", path)[0]
+    with pytest.raises(AnnotationError, match="not found"):
+        CocoInstanceDataset(tmp_path / "img", tmp_path / "missing.json")
