@@ -208,6 +208,8 @@ def validate(cfg: Config, src: str | None = None) -> Config:
             raise ConfigError("legacy_senet exists for depth 50 and 101 only", path=src, field="model.depth")
         if m.attention != "se":
             raise ConfigError("legacy_senet always uses 'se'", path=src, field="model.attention")
+        if m.width != 64:
+            raise ConfigError("legacy_senet has the standard width 64 only", path=src, field="model.width")
     if len(m.anchor_sizes) != 5:
         raise ConfigError("needs one size per FPN level (5)", path=src, field="model.anchor_sizes")
     if m.num_classes < 2:

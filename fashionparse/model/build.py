@@ -1,0 +1,78 @@
+"""Assemble torchvision's ``MaskRCNN`` from a :class:`ModelConfig`, optionally starting from local weights."""
+
+from __future__ import annotations
+
+import logging
+
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+
+from fashionparse.config import ModelConfig
+from fashionparse.model.backbone import RETURN_LAYERS, build_backbone, image_normalization
+from fashionparse.model.weights import LoadReport, load_backbone_weights, load_detector_weights
+
+log = logging.getLogger(__name__)
+
+BOX_POOL_SIZE = 7  # torchvision / Mask R-CNN paper RoIAlign sizes
+MASK_POOL_SIZE = 14
+POOL_SAMPLING_RATIO = 2
+
+
+def _log_report(report: LoadReport) -> None:
+    """Log a load report; at WARNING when tensors were skipped or left at their initialisation."""
+    level = logging.WARNING if report.skipped or report.newly_initialized else logging.INFO
+    log.log(level, "%s", report.format())
+
+
+def build_model(cfg: ModelConfig) -> MaskRCNN:
+    """Mask R-CNN with the configured backbone, anchors, sampling, heads and transform.
+
+    ``cfg.num_classes`` includes the background. ``cfg.min_size`` with several values makes the transform
+    pick one per image in training (eval uses the last). Weights: ``cfg.backbone_weights`` (ImageNet body)
+    then ``cfg.weights`` (whole detector) are loaded from local files when set; the load reports are logged.
+    """
+    backbone = build_backbone(cfg)
+    mean, std = image_normalization(cfg)
+    levels = len(RETURN_LAYERS) + 1  # "0".."3" + "pool"
+    anchors = AnchorGenerator(
+        sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(tuple(cfg.aspect_ratios),) * levels
+    )
+    feature_names = list(RETURN_LAYERS.values())
+    box_pool = MultiScaleRoIAlign(feature_names, BOX_POOL_SIZE, POOL_SAMPLING_RATIO)
+    mask_pool = MultiScaleRoIAlign(feature_names, MASK_POOL_SIZE, POOL_SAMPLING_RATIO)
+    mask_in = cfg.mask_head_channels if cfg.mask_head_layers > 0 else cfg.fpn_channels
+    model = MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=tuple(cfg.min_size),
+        max_size=cfg.max_size,
+        image_mean=mean,
+        image_std=std,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+        rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
+        box_roi_pool=box_pool,
+        box_head=TwoMLPHead(cfg.fpn_channels * BOX_POOL_SIZE**2, cfg.representation_size),
+        box_predictor=FastRCNNPredictor(cfg.representation_size, cfg.num_classes),
+        box_score_thresh=cfg.box_score_thresh,
+        box_nms_thresh=cfg.box_nms_thresh,
+        box_detections_per_img=cfg.box_detections_per_img,
+        box_batch_size_per_image=cfg.box_batch_size_per_image,
+        box_positive_fraction=cfg.box_positive_fraction,
+        mask_roi_pool=mask_pool,
+        mask_head=MaskRCNNHeads(cfg.fpn_channels, [cfg.mask_head_channels] * cfg.mask_head_layers, 1),
+        mask_predictor=MaskRCNNPredictor(mask_in, cfg.mask_head_channels, cfg.num_classes),
+    )
+    if cfg.backbone_weights:
+        _log_report(load_backbone_weights(model, cfg.backbone_weights))
+    if cfg.weights:
+        _log_report(load_detector_weights(model, cfg.weights))
+    if cfg.norm == "frozen_bn" and not (cfg.backbone_weights or cfg.weights):
+        log.warning("norm frozen_bn without backbone_weights or weights: the body's BN stays the identity")
+    return model
