@@ -1,0 +1,89 @@
+"""Training: a tiny parser really learns, resume continues exactly, a diverging loss stops cleanly."""
+
+import pytest
+import torch
+
+from fashionparse.config import load_config
+from fashionparse.data.convert import convert_split
+from fashionparse.data.synth import generate_split
+from fashionparse.engine import train as train_mod
+from fashionparse.engine.checkpoint import load_checkpoint
+from fashionparse.engine.train import LAST, TrainingDiverged, train
+
+DEMO = "configs/demo_cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def handful(tmp_path_factory):
+    """Six synthetic 160 px images (balanced categories) converted to COCO."""
+    root = tmp_path_factory.mktemp("handful")
+    generate_split(root / "split", 6, seed=3, balanced=True, image_size=160, progress=False)
+    convert_split(root / "split", root / "gt.json", strict=True, workers=1, progress=False)
+    return root
+
+
+def _cfg(root, out, *extra):
+    data = [f"data.train_images={root / 'split' / 'image'}", f"data.train_annotations={root / 'gt.json'}",
+            f"data.val_images={root / 'split' / 'image'}", f"data.val_annotations={root / 'gt.json'}"]
+    return load_config(DEMO, [*data, f"train.output_dir={out}", "data.num_workers=0", "solver.batch_size=2",
+                              "model.min_size=[160]", "model.max_size=160", "train.time_budget_s=null",
+                              *extra])
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_a_handful(handful, tmp_path):
+    cfg = _cfg(handful, tmp_path / "run", "solver.stages=[{trainable: all, iterations: 150, lr: 0.02}]",
+               "solver.warmup_iters=20", "data.hflip_prob=0.0", "train.checkpoint_period=1000")
+    result = train(cfg, progress=False)
+    assert result.iterations == 150 and not result.stopped_early
+    box, mask = result.metrics.box, result.metrics.mask
+    assert box.AP >= 0.5 and box.AP50 >= 0.9, box.summary
+    assert mask.AP >= 0.45, mask.summary
+    assert (tmp_path / "run" / "eval" / "segm_results.json").is_file()
+
+
+def test_resume_continues_with_identical_state(handful, tmp_path):
+    stages = "solver.stages=[{trainable: heads, iterations: 2, lr: 0.01}, {trainable: all, iterations: 3, lr: 0.005}]"
+    common = [stages, "solver.warmup_iters=3", "train.checkpoint_period=1", "train.eval_at_end=false"]
+    straight = train(_cfg(handful, tmp_path / "a", *common), progress=False)
+    # Stop after 3 iterations (inside the second stage), then resume to the end.
+    partial_cfg = _cfg(handful, tmp_path / "b", *common)
+    partial_cfg.solver.stages[1].iterations = 1
+    train(partial_cfg, progress=False)
+    resumed = train(_cfg(handful, tmp_path / "b", *common), resume=True, progress=False)
+    assert resumed.iterations == straight.iterations == 5
+    a, b = load_checkpoint(tmp_path / "a" / LAST), load_checkpoint(tmp_path / "b" / LAST)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    for key in ("scheduler", "stage", "iteration"):
+        assert a[key] == b[key]
+    state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k]["momentum_buffer"], state_b[k]["momentum_buffer"]) for k in state_a)
+
+
+def test_diverging_loss_stops_and_keeps_last_good_checkpoint(handful, tmp_path, monkeypatch):
+    real_build = train_mod.build_model
+
+    def poisoned(cfg):
+        model = real_build(cfg)
+        forward, calls = model.forward, {"n": 0}
+
+        def forward_nan(images, targets=None):
+            out = forward(images, targets)
+            calls["n"] += 1
+            if model.training and calls["n"] == 3:
+                out["loss_mask"] = out["loss_mask"] * float("nan")
+            return out
+
+        model.forward = forward_nan
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", poisoned)
+    cfg = _cfg(handful, tmp_path / "run", "solver.stages=[{trainable: all, iterations: 5, lr: 0.01}]",
+               "train.checkpoint_period=1")
+    with pytest.raises(TrainingDiverged, match="loss became nan at iteration 2"):
+        train(cfg, progress=False)
+    kept = load_checkpoint(tmp_path / "run" / LAST)
+    assert kept["iteration"] == 2
+    assert not (tmp_path / "run" / "model_final.pth").exists()
