@@ -23,6 +23,7 @@ LAYOUTS = ("resnet", "legacy_senet")
 NORMS = ("frozen_bn", "bn", "gn")
 MASK_FORMATS = ("full",)
 TRAINABLE = ("heads", "3+", "4+", "5+", "all")
+LANDMARK_ORDERS = ("df2", "synthetic")
 
 
 @dataclass
@@ -90,6 +91,16 @@ class DataConfig:
     num_workers: int = 2
     max_items_per_class: int | None = None
     hflip_prob: float = 0.5
+    landmark_order: str = "df2"  # whose left/right landmark pairs the flip swaps: df2 | synthetic
+    rotation_deg: float = 0.0  # rotate by U(-deg, deg) (boxes re-derived from the rotated masks); 0: off
+    rotation_prob: float = 0.5
+    scale_jitter: float = 0.0  # zoom by U(1 - s, 1 + s) about the centre, same canvas; 0: off
+    color_jitter: float = 0.0  # brightness, contrast and saturation factors in [1 - c, 1 + c]; 0: off
+    noise_std: float = 0.0  # Gaussian pixel noise sigma on the 0..1 intensity scale; 0: off
+    noise_prob: float = 0.5
+    repeat_threshold: float | None = None  # repeat-factor sampling threshold t (image frequency)
+    repeat_rank: int | None = None  # or t = image frequency of the k-th most common class
+    rare_class_aug_only: bool = False  # rotation and noise only for images holding a class with r(c) > 1
 
 
 @dataclass
@@ -100,7 +111,9 @@ class TrainConfig:
     checkpoint_period: int = 1000
     log_period: int = 20
     eval_at_end: bool = True
-    time_budget_s: float | None = None  # stop early (checkpointing) when the wall-clock budget is spent
+    # wall-clock budget: the last stage starts once its share of the budget is all that is left, and
+    # training stops (checkpointing) when the budget is spent
+    time_budget_s: float | None = None
 
 
 @dataclass
@@ -236,8 +249,26 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     _check_positive(d.num_workers, "data.num_workers", src, allow_zero=True)
     if d.max_items_per_class is not None:
         _check_positive(d.max_items_per_class, "data.max_items_per_class", src)
-    if not 0.0 <= d.hflip_prob <= 1.0:
-        raise ConfigError(f"must lie in [0, 1], got {d.hflip_prob!r}", path=src, field="data.hflip_prob")
+    for name in ("hflip_prob", "rotation_prob", "noise_prob"):
+        if not 0.0 <= getattr(d, name) <= 1.0:
+            raise ConfigError(f"must lie in [0, 1], got {getattr(d, name)!r}", path=src, field=f"data.{name}")
+    _check_choice(d.landmark_order, LANDMARK_ORDERS, "data.landmark_order", src)
+    if not 0.0 <= d.rotation_deg <= 180.0:
+        raise ConfigError(f"must lie in [0, 180], got {d.rotation_deg!r}", path=src, field="data.rotation_deg")
+    if not 0.0 <= d.scale_jitter < 1.0:
+        raise ConfigError(f"must lie in [0, 1), got {d.scale_jitter!r}", path=src, field="data.scale_jitter")
+    _check_positive(d.color_jitter, "data.color_jitter", src, allow_zero=True)
+    _check_positive(d.noise_std, "data.noise_std", src, allow_zero=True)
+    if d.repeat_threshold is not None and not 0.0 < d.repeat_threshold <= 1.0:
+        raise ConfigError(f"must lie in (0, 1], got {d.repeat_threshold!r}", path=src,
+                          field="data.repeat_threshold")
+    if d.repeat_rank is not None:
+        _check_positive(d.repeat_rank, "data.repeat_rank", src)
+    if d.repeat_threshold is not None and d.repeat_rank is not None:
+        raise ConfigError("set repeat_threshold or repeat_rank, not both", path=src, field="data.repeat_rank")
+    if d.rare_class_aug_only and d.repeat_threshold is None and d.repeat_rank is None:
+        raise ConfigError("needs repeat_threshold or repeat_rank to define the rare classes", path=src,
+                          field="data.rare_class_aug_only")
     _check_positive(t.checkpoint_period, "train.checkpoint_period", src)
     _check_positive(t.log_period, "train.log_period", src)
     return cfg

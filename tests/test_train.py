@@ -87,3 +87,14 @@ def test_diverging_loss_stops_and_keeps_last_good_checkpoint(handful, tmp_path, 
     kept = load_checkpoint(tmp_path / "run" / LAST)
     assert kept["iteration"] == 2
     assert not (tmp_path / "run" / "model_final.pth").exists()
+
+
+def test_budget_moves_on_to_the_last_stage():
+    from fashionparse.config import StageConfig
+    from fashionparse.engine.train import budget_skip
+
+    stages = [StageConfig("all", 80, 0.02), StageConfig("all", 20, 0.002)]
+    assert budget_skip(stages, 10, elapsed_s=50, budget_s=100) == 10  # 50 s < 80 % of the budget
+    assert budget_skip(stages, 10, elapsed_s=81, budget_s=100) == 80  # only the last stage's share left
+    assert budget_skip(stages, 85, elapsed_s=99, budget_s=100) == 85  # already in the last stage
+    assert budget_skip(stages, 10, elapsed_s=1e9, budget_s=None) == 10

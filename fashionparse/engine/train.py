@@ -53,6 +53,17 @@ def stage_at(stages: list[StageConfig], iteration: int) -> tuple[int, int]:
     return len(stages) - 1, start - stages[-1].iterations
 
 
+def budget_skip(stages: list[StageConfig], iteration: int, elapsed_s: float, budget_s: float | None) -> int:
+    """Where to continue under a wall-clock budget: the start of the last stage once the budget minus
+    that stage's share (its fraction of all iterations) is spent, so that a short budget still ends with
+    the final low-lr stage; otherwise ``iteration`` unchanged."""
+    total = sum(st.iterations for st in stages)
+    last_start = total - stages[-1].iterations
+    if budget_s is None or len(stages) < 2 or iteration >= last_start:
+        return iteration
+    return last_start if elapsed_s > budget_s * last_start / total else iteration
+
+
 def warmup_factor(iteration: int, warmup_iters: int, factor: float) -> float:
     """Linear warm-up from ``factor`` to 1 over the first ``warmup_iters`` global iterations."""
     if iteration >= warmup_iters:
@@ -182,6 +193,11 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> TrainR
             scheduler.step()
             iteration += 1
             bar.update(1)
+            skip_to = budget_skip(stages, iteration, time.monotonic() - started, cfg.train.time_budget_s)
+            if skip_to > iteration:
+                tqdm.write(f"time budget: moving on to the last stage at iteration {iteration}")
+                bar.update(skip_to - iteration)
+                iteration = skip_to
             if iteration % cfg.train.log_period == 0 or iteration == total:
                 values = {k: v.item() for k, v in losses.items()}
                 values.update(loss=loss.item(), lr=lr, stage=stage_idx)
