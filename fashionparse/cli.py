@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from fashionparse.analysis.commands import compare, report
 from fashionparse.errors import FashionparseError
 
 
@@ -126,6 +127,10 @@ def demo(out_dir: Path, config: Path | None, seed: int, overrides: tuple[str, ..
 
     result = run_demo(out_dir, config=config, seed=seed, overrides=list(overrides))
     click.echo(result.format())
+
+
+cli.add_command(report)
+cli.add_command(compare)
 
 
 def main() -> None:

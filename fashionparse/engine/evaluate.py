@@ -198,7 +198,7 @@ def load_ground_truth(gt: str | Path | COCO) -> COCO:
     return coco
 
 
-def _check_results(results: Sequence[Mapping], iou_type: str, image_ids: set[int]) -> None:
+def check_results(results: Sequence[Mapping], iou_type: str, image_ids: set[int]) -> None:
     """Reject records pycocotools would crash on or silently ignore (unknown image or category)."""
     for i, record in enumerate(results):
         for key in _RESULT_KEYS[iou_type]:
@@ -212,7 +212,7 @@ def _check_results(results: Sequence[Mapping], iou_type: str, image_ids: set[int
                                     field=f"{iou_type} results[{i}].category_id")
 
 
-def _load_detections(gt: COCO, results: Sequence[Mapping]) -> COCO:
+def load_detections(gt: COCO, results: Sequence[Mapping]) -> COCO:
     """``gt.loadRes`` on copies (it adds keys to each record); an empty COCO for no results, which loadRes rejects."""
     if results:
         return gt.loadRes([dict(r) for r in results])
@@ -245,7 +245,7 @@ def _per_category(evaluator: COCOeval) -> tuple[CategoryAP, ...]:
 
 def _evaluate_task(gt: COCO, results: Sequence[Mapping], iou_type: str) -> TaskMetrics:
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = COCOeval(gt, _load_detections(gt, results), iou_type)
+        evaluator = COCOeval(gt, load_detections(gt, results), iou_type)
         evaluator.params.imgIds = sorted(gt.getImgIds())
         evaluator.evaluate()
         evaluator.accumulate()
@@ -266,8 +266,8 @@ def evaluate_results(gt: str | Path | COCO, bbox_results: Sequence[Mapping],
     """
     coco = load_ground_truth(gt)
     image_ids = set(coco.getImgIds())
-    _check_results(bbox_results, "bbox", image_ids)
-    _check_results(segm_results, "segm", image_ids)
+    check_results(bbox_results, "bbox", image_ids)
+    check_results(segm_results, "segm", image_ids)
     return EvalResult(box=_evaluate_task(coco, bbox_results, "bbox"),
                       mask=_evaluate_task(coco, segm_results, "segm"),
                       num_images=len(image_ids))

@@ -45,7 +45,7 @@ class PublishedResult:
     note: str = ""
 
 
-def _parse_triple(raw: Any, path: str, field: str) -> APTriple:
+def parse_triple(raw: Any, path: str, field: str) -> APTriple:
     if not isinstance(raw, Mapping):
         raise FashionparseError("expected an object with AP, AP50, AP75", path=path, field=field)
     values: dict[str, float | None] = {}
@@ -71,8 +71,8 @@ def _parse_entry(raw: Any, path: str, index: int) -> PublishedResult:
             raise FashionparseError("expected a string", path=path, field=f"[{index}].{key}")
     return PublishedResult(
         method=raw["method"], training_data=raw["training_data"], backbone=raw["backbone"],
-        box=_parse_triple(raw["box"], path, f"[{index}].box"),
-        mask=_parse_triple(raw["mask"], path, f"[{index}].mask"),
+        box=parse_triple(raw["box"], path, f"[{index}].box"),
+        mask=parse_triple(raw["mask"], path, f"[{index}].mask"),
         source=raw["source"], note=raw["note"],
     )
 
