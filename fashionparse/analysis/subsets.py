@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ from tqdm import tqdm
 
 from fashionparse.categories import ATTRIBUTES
 from fashionparse.engine.evaluate import check_results, load_detections, load_ground_truth
-from fashionparse.engine.published import APTriple, parse_triple
+from fashionparse.engine.published import APTriple, parse_triple, read_data_json
 from fashionparse.errors import FashionparseError
 
 SOURCES = ("shop", "user")
@@ -91,19 +89,7 @@ class PublishedSubsets:
 
 def load_published_subsets(path: str | Path | None = None) -> PublishedSubsets:
     """Read ``data/published_subsets.json`` (Match R-CNN's per-subset table, reference §6(b)) or ``path``."""
-    if path is None:
-        text = resources.files("fashionparse.data").joinpath("published_subsets.json").read_text("utf-8")
-        where = "fashionparse/data/published_subsets.json"
-    else:
-        where = str(path)
-        try:
-            text = Path(path).read_text("utf-8")
-        except OSError as err:
-            raise FashionparseError(f"cannot read published subsets ({err.strerror})", path=where) from err
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise FashionparseError(f"not valid JSON ({err.msg}, line {err.lineno})", path=where) from err
+    raw, where = read_data_json("published_subsets.json", path)
     for key in ("method", "training_data", "source", "note", "subsets"):
         if not isinstance(raw, dict) or key not in raw:
             raise FashionparseError("missing field", path=where, field=key)

@@ -77,21 +77,29 @@ def _parse_entry(raw: Any, path: str, index: int) -> PublishedResult:
     )
 
 
-def load_published(path: str | Path | None = None) -> list[PublishedResult]:
-    """Read the published-results file (default: the packaged ``data/published_results.json``)."""
+def read_data_json(name: str, path: str | Path | None = None) -> tuple[Any, str]:
+    """Parse a JSON data file: ``path`` when given, else the packaged ``fashionparse/data/<name>``.
+
+    Returns the parsed value and the location to name in errors.
+    """
     if path is None:
-        text = resources.files("fashionparse.data").joinpath("published_results.json").read_text("utf-8")
-        where = "fashionparse/data/published_results.json"
+        text = resources.files("fashionparse.data").joinpath(name).read_text("utf-8")
+        where = f"fashionparse/data/{name}"
     else:
         where = str(path)
         try:
             text = Path(path).read_text("utf-8")
         except OSError as err:
-            raise FashionparseError(f"cannot read published results ({err.strerror})", path=where) from err
+            raise FashionparseError(f"cannot read ({err.strerror})", path=where) from err
     try:
-        raw = json.loads(text)
+        return json.loads(text), where
     except json.JSONDecodeError as err:
         raise FashionparseError(f"not valid JSON ({err.msg}, line {err.lineno})", path=where) from err
+
+
+def load_published(path: str | Path | None = None) -> list[PublishedResult]:
+    """Read the published-results file (default: the packaged ``data/published_results.json``)."""
+    raw, where = read_data_json("published_results.json", path)
     if not isinstance(raw, list):
         raise FashionparseError("expected a list of entries", path=where)
     return [_parse_entry(entry, where, i) for i, entry in enumerate(raw)]
