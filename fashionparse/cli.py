@@ -54,12 +54,21 @@ def convert(split_dir: Path, out_json: Path, strict: bool, workers: int | None) 
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--png", type=click.Path(path_type=Path), default=None,
               help="Write the items-per-category bar chart here (default: none).")
-def stats(source: Path, png: Path | None) -> None:
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="Also show the effective distribution after this config's caps and sampling "
+                   "(SOURCE must be a COCO JSON).")
+def stats(source: Path, png: Path | None, config: Path | None) -> None:
     """Items per category, attribute, source, items per image and box sizes of a DF2 split or COCO JSON."""
     from fashionparse.data.stats import compute_stats, format_stats, plot_category_counts
 
     result = compute_stats(source)
-    click.echo(format_stats(result))
+    effective = None
+    if config is not None:
+        from fashionparse.config import load_config
+        from fashionparse.data.balance import effective_stats
+
+        effective = effective_stats(source, load_config(config).data)
+    click.echo(format_stats(result, effective))
     if png is not None:
         plot_category_counts(result, png)
         click.echo(f"wrote {png}")

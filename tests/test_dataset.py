@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from fashionparse.data.dataset import CocoInstanceDataset, train_transforms
+from fashionparse.config import DataConfig
+from fashionparse.data.augment import build_train_transforms
+from fashionparse.data.dataset import CocoInstanceDataset
 from fashionparse.errors import AnnotationError
 
 
@@ -59,11 +61,11 @@ def test_flip_moves_masks_and_boxes_together(tmp_path):
     path = _write(tmp_path, [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
                   [_ann(1, 1, [2, 3, 20, 3, 20, 25, 2, 25])])
     plain = CocoInstanceDataset(tmp_path / "img", path)[0][1]
-    flipped_ds = CocoInstanceDataset(tmp_path / "img", path, transforms=train_transforms(1.0))
+    flipped_ds = CocoInstanceDataset(tmp_path / "img", path, transforms=build_train_transforms(DataConfig(hflip_prob=1.0)))
     _, flipped = flipped_ds[(0, 123)]
     assert torch.equal(flipped["masks"], plain["masks"].flip(-1))
     assert flipped["boxes"].tolist() == [[40 - 20, 3, 40 - 2, 25]]
-    half = CocoInstanceDataset(tmp_path / "img", path, transforms=train_transforms(0.5))
+    half = CocoInstanceDataset(tmp_path / "img", path, transforms=build_train_transforms(DataConfig(hflip_prob=0.5)))
     assert all(torch.equal(half[(0, s)][1]["masks"], half[(0, s)][1]["masks"]) for s in range(5))
 
 

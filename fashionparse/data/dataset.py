@@ -19,9 +19,9 @@ import torch
 from PIL import Image, ImageOps
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from fashionparse.categories import BY_ID, TOTAL_LANDMARKS
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError
 
@@ -53,17 +53,19 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise AnnotationError(f"cannot decode image ({e})", path=path, field="image") from e
 
 
-def train_transforms(hflip_prob: float) -> v2.Transform:
-    """Online augmentation moving image, boxes and masks together."""
-    return v2.Compose([v2.RandomHorizontalFlip(hflip_prob), v2.SanitizeBoundingBoxes()])
-
-
 class CocoInstanceDataset(torch.utils.data.Dataset):
     """Images and instance targets from a COCO JSON.
 
     ``dataset[i]`` returns ``(image, target)``: ``image`` a float ``tv_tensors.Image`` [3, H, W] in 0..1;
     ``target`` with ``boxes`` (``BoundingBoxes`` XYXY float [N, 4]), ``labels`` (int64 [N]), ``masks``
     (``tv_tensors.Mask`` uint8 [N, H, W]), ``image_id`` (int), ``area`` and ``iscrowd`` (float/int64 [N]).
+
+    Files in DF2's COCO layout (every category lists 294 keypoint names, as the official converter writes)
+    also give landmarks: ``keypoints`` (``tv_tensors.KeyPoints`` float [N, 294, 2], x/y on the pixel-edge
+    plane of pycocotools' polygons) and ``keypoints_visibility`` (int64 [N, 294], DF2's v: 0 not labelled,
+    1 occluded, 2 visible). Only the item's own category slots (``Category.slots``) are kept; the fixed
+    294-slot layout lets items of different categories share one tensor and one flip permutation, and is
+    the layout of DF2's landmark evaluation.
 
     ``dataset[(i, seed)]`` applies ``transforms`` under a torch RNG seeded with ``seed``, so an
     augmented sample is a pure function of (index, seed): training resumes and shards exactly.
@@ -91,14 +93,47 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.transforms = transforms
         self.with_masks = with_masks
         self.skipped = SkipCounts()
+        cats = self.coco.cats.values()
+        self.with_landmarks = bool(cats) and all(len(c.get("keypoints", ())) == TOTAL_LANDMARKS for c in cats)
         for ann in self.coco.anns.values():
             info = self.coco.imgs[ann["image_id"]]
-            reason = _reject_reason(ann, int(info["width"]), int(info["height"]))
+            reason = reject_reason(ann, int(info["width"]), int(info["height"]))
             if reason:
                 self.skipped.add(reason)
+            elif self.with_landmarks:
+                self._check_landmarks(ann)
+
+    def _check_landmarks(self, ann: dict) -> None:
+        """Raise on a malformed ``keypoints`` field; count what :func:`_landmarks` will leave out."""
+        where = f"annotation {ann.get('id')}"
+        if ann["category_id"] not in BY_ID:
+            raise AnnotationError(f"category {ann['category_id']} has no DF2 landmark slots", path=self.annotations,
+                                  field=f"{where}.category_id")
+        values = ann.get("keypoints")
+        if values is None:
+            self.skipped.add("annotations without keypoints (landmarks unlabelled)")
+            return
+        if not isinstance(values, list) or len(values) != 3 * TOTAL_LANDMARKS:
+            n = len(values) if isinstance(values, list) else type(values).__name__
+            raise AnnotationError(f"expected {3 * TOTAL_LANDMARKS} values, got {n}", path=self.annotations,
+                                  field=f"{where}.keypoints")
+        outside = np.asarray(values, dtype=np.float64).reshape(TOTAL_LANDMARKS, 3)
+        outside[BY_ID[ann["category_id"]].slots] = 0
+        if outside.any():
+            self.skipped.add("annotations with landmark values outside their category's slots (ignored)")
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def image_labels(self) -> list[list[int]]:
+        """Category ids of every training target (crowd and degenerate annotations left out), per index."""
+        out = []
+        for image_id in self.ids:
+            info = self.coco.imgs[image_id]
+            w, h = int(info["width"]), int(info["height"])
+            out.append([int(a["category_id"]) for a in self.coco.imgToAnns.get(image_id, [])
+                        if not reject_reason(a, w, h)])
+        return out
 
     def image_info(self, index: int) -> dict:
         return self.coco.imgs[self.ids[index]]
@@ -133,10 +168,12 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     def _target(self, index: int, info: dict) -> Target:
         image_id = self.ids[index]
         h, w = int(info["height"]), int(info["width"])
-        boxes, labels, masks, areas = [], [], [], []
+        boxes, labels, masks, areas, landmarks = [], [], [], [], []
         for ann in self.coco.imgToAnns.get(image_id, []):
-            if _reject_reason(ann, w, h):  # counted once in __init__
+            if reject_reason(ann, w, h):  # counted once in __init__
                 continue
+            if self.with_landmarks:
+                landmarks.append(_landmarks(ann))
             boxes.append(_clipped_xyxy(ann["bbox"], w, h))
             labels.append(int(ann["category_id"]))
             areas.append(float(ann.get("area", ann["bbox"][2] * ann["bbox"][3])))
@@ -154,7 +191,21 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         if self.with_masks:
             stacked = np.stack(masks) if masks else np.zeros((0, h, w), dtype=np.uint8)
             target["masks"] = tv_tensors.Mask(torch.from_numpy(stacked))
+        if self.with_landmarks:
+            kv = torch.from_numpy(np.stack(landmarks) if landmarks else np.zeros((0, TOTAL_LANDMARKS, 3)))
+            target["keypoints"] = tv_tensors.KeyPoints(kv[..., :2].float(), canvas_size=(h, w))
+            target["keypoints_visibility"] = kv[..., 2].long()
         return target
+
+
+def _landmarks(ann: dict) -> np.ndarray:
+    """[294, 3] (x, y, v) of an annotation in DF2's layout, zero outside its category's slots (and when the
+    ``keypoints`` field is missing); both cases are counted by the dataset."""
+    out = np.zeros((TOTAL_LANDMARKS, 3), dtype=np.float64)
+    if ann.get("keypoints") is not None:
+        slots = BY_ID[ann["category_id"]].slots
+        out[slots] = np.asarray(ann["keypoints"], dtype=np.float64).reshape(TOTAL_LANDMARKS, 3)[slots]
+    return out
 
 
 def _clipped_xyxy(bbox: list[float], width: int, height: int) -> list[float]:
@@ -163,7 +214,7 @@ def _clipped_xyxy(bbox: list[float], width: int, height: int) -> list[float]:
     return [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)]
 
 
-def _reject_reason(ann: dict, width: int, height: int) -> str | None:
+def reject_reason(ann: dict, width: int, height: int) -> str | None:
     """Why an annotation cannot be a training target, or None when it can."""
     if ann.get("iscrowd", 0):
         return "crowd annotations"

@@ -17,8 +17,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fashionparse.config import Config, StageConfig, dump_config
-from fashionparse.data.dataset import CocoInstanceDataset, collate, train_transforms
-from fashionparse.data.sampler import TrainingSampler
+from fashionparse.data.augment import build_train_transforms
+from fashionparse.data.balance import balance_plan
+from fashionparse.data.dataset import CocoInstanceDataset, collate
+from fashionparse.data.sampler import RepeatFactorTrainingSampler
 from fashionparse.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fashionparse.errors import ConfigError, FashionparseError
 from fashionparse.model import build_model, set_trainable
@@ -81,12 +83,17 @@ def make_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.opti
 
 
 def build_train_loader(cfg: Config, dataset: CocoInstanceDataset, start_sample: int) -> DataLoader:
-    sampler = TrainingSampler(len(dataset), seed=cfg.train.seed, start=start_sample)
+    """Class-balanced training stream: per-class cap, repeat-factor sampling, the augmentation pipeline
+    (rotation and noise optionally only for images holding a rare class). Without cap and threshold every
+    repeat factor is 1 and the stream is plain seeded shuffling."""
+    plan = balance_plan(dataset.image_labels(), cfg.data)
+    tqdm.write(plan.format())
+    dataset.transforms = build_train_transforms(cfg.data, plan.rare_categories)
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
         batch_size=cfg.solver.batch_size,
-        sampler=sampler,
+        sampler=RepeatFactorTrainingSampler(plan.repeat_factors, seed=cfg.train.seed, start=start_sample),
         num_workers=workers,
         collate_fn=collate,
         persistent_workers=workers > 0,
@@ -129,8 +136,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> TrainR
     torch.manual_seed(cfg.train.seed)
     if not cfg.data.train_annotations:
         raise ConfigError("no training annotations given", field="data.train_annotations")
-    dataset = CocoInstanceDataset(cfg.data.train_images, cfg.data.train_annotations,
-                                  transforms=train_transforms(cfg.data.hflip_prob))
+    dataset = CocoInstanceDataset(cfg.data.train_images, cfg.data.train_annotations)
     if dataset.skipped.counts:
         tqdm.write(f"training data: {dataset.skipped.format()}")
     model = build_model(cfg.model).to(device)
