@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from fashionparse.analysis.commands import compare, report
+from fashionparse.serving.commands import export, predict, serve
 from fashionparse.errors import FashionparseError
 
 
@@ -140,6 +141,9 @@ def demo(out_dir: Path, config: Path | None, seed: int, overrides: tuple[str, ..
 
 cli.add_command(report)
 cli.add_command(compare)
+cli.add_command(predict)
+cli.add_command(serve)
+cli.add_command(export)
 
 
 def main() -> None:

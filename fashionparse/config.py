@@ -21,9 +21,10 @@ DEPTHS = (18, 34, 50, 101)
 ATTENTIONS = ("se", "none", "eca", "cbam")
 LAYOUTS = ("resnet", "legacy_senet")
 NORMS = ("frozen_bn", "bn", "gn")
-MASK_FORMATS = ("full",)
+MASK_FORMATS = ("full", "minimask", "polygon")  # fashionparse.data.compact_masks
 TRAINABLE = ("heads", "3+", "4+", "5+", "all")
 LANDMARK_ORDERS = ("df2", "synthetic")
+AMP_MODES = ("none", "bf16", "fp16")
 
 
 @dataclass
@@ -54,7 +55,8 @@ class ModelConfig:
     representation_size: int = 1024
     mask_head_channels: int = 256
     mask_head_layers: int = 4
-    mask_format: str = "full"
+    mask_format: str = "polygon"  # full | minimask | polygon: how training keeps instance masks (bench_mask_formats)
+    minimask_shape: list[int] = field(default_factory=lambda: [56, 56])  # (h, w) of a minimask crop
     backbone_weights: str | None = None  # local timm/ImageNet state dict file
     weights: str | None = None  # local detector checkpoint (e.g. COCO-pretrained) to start from
 
@@ -76,7 +78,9 @@ class SolverConfig:
     warmup_iters: int = 500
     warmup_factor: float = 0.001
     clip_grad_norm: float | None = 5.0
-    batch_size: int = 2
+    batch_size: int = 2  # images per step in each process (per GPU); total batch = batch_size x world size
+    # linear scaling rule: every stage lr is multiplied by total batch / reference_batch_size; null: off
+    reference_batch_size: int | None = None
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
 
 
@@ -101,6 +105,9 @@ class DataConfig:
     repeat_threshold: float | None = None  # repeat-factor sampling threshold t (image frequency)
     repeat_rank: int | None = None  # or t = image frequency of the k-th most common class
     rare_class_aug_only: bool = False  # rotation and noise only for images holding a class with r(c) > 1
+    aspect_ratio_grouping: bool = True  # batches hold one orientation (landscape or portrait) only
+    group_window: int = 16  # grouping sorts windows of this many batches of the stream by orientation
+    pin_memory: bool = True  # page-locked batches for asynchronous host-to-GPU copies (CUDA only)
 
 
 @dataclass
@@ -114,6 +121,10 @@ class TrainConfig:
     # wall-clock budget: the last stage starts once its share of the budget is all that is left, and
     # training stops (checkpointing) when the budget is spent
     time_budget_s: float | None = None
+    amp: str = "none"  # mixed precision: none | bf16 | fp16 (torch.autocast; fp16 adds a GradScaler)
+    channels_last: bool = False  # NHWC memory format for the model on CUDA (faster convolutions with amp)
+    sync_bn: bool = False  # SyncBatchNorm across processes; needs model.norm=bn and CUDA
+    find_unused_parameters: bool = False  # DDP option for models whose steps leave trainable parameters unused
 
 
 @dataclass
@@ -216,6 +227,9 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     _check_choice(m.layout, LAYOUTS, "model.layout", src)
     _check_choice(m.norm, NORMS, "model.norm", src)
     _check_choice(m.mask_format, MASK_FORMATS, "model.mask_format", src)
+    if len(m.minimask_shape) != 2 or any(v <= 0 for v in m.minimask_shape):
+        raise ConfigError(f"needs two positive sizes (h, w), got {m.minimask_shape!r}", path=src,
+                          field="model.minimask_shape")
     if m.layout == "legacy_senet":
         if m.depth not in (50, 101):
             raise ConfigError("legacy_senet exists for depth 50 and 101 only", path=src, field="model.depth")
@@ -271,6 +285,13 @@ def validate(cfg: Config, src: str | None = None) -> Config:
                           field="data.rare_class_aug_only")
     _check_positive(t.checkpoint_period, "train.checkpoint_period", src)
     _check_positive(t.log_period, "train.log_period", src)
+    if s.reference_batch_size is not None:
+        _check_positive(s.reference_batch_size, "solver.reference_batch_size", src)
+    _check_positive(d.group_window, "data.group_window", src)
+    _check_choice(t.amp, AMP_MODES, "train.amp", src)
+    if t.sync_bn and m.norm != "bn":
+        raise ConfigError(f"needs model.norm=bn (got {m.norm!r}): only BatchNorm has statistics to synchronize",
+                          path=src, field="train.sync_bn")
     return cfg
 
 

@@ -2,8 +2,10 @@
 
 A sample is ``(image, target)`` as :class:`~fashionparse.data.dataset.CocoInstanceDataset` yields it: image a
 ``tv_tensors.Image`` [3, H, W]; target with per-instance ``boxes`` (XYXY [N, 4]), ``labels`` [N], ``masks``
-(``tv_tensors.Mask`` uint8 [N, H, W]), ``area``/``iscrowd`` [N] and, for DF2-layout data, ``keypoints``
-(``tv_tensors.KeyPoints`` [N, 294, 2]) with ``keypoints_visibility`` (int64 [N, 294], 0 = not labelled).
+(``tv_tensors.Mask`` uint8 [N, H, W], or compact :class:`~fashionparse.data.compact_masks.CompactMasks`, which
+the geometric steps move with their own exact methods), ``area``/``iscrowd`` [N] and, for DF2-layout data,
+``keypoints`` (``tv_tensors.KeyPoints`` [N, 294, 2]) with ``keypoints_visibility`` (int64 [N, 294], 0 = not
+labelled).
 
 Coordinates live on the continuous image plane where pixel (i, j) covers [i, i+1) x [j, j+1): the convention
 of pycocotools' polygon rasterizer and of COCO boxes, and DF2 landmarks sit on polygon vertices. v2's affine
@@ -28,6 +30,7 @@ from torchvision.transforms.v2 import functional as F
 
 from fashionparse.categories import BY_ID, CATEGORIES, TOTAL_LANDMARKS
 from fashionparse.config import DataConfig
+from fashionparse.data.compact_masks import CompactMasks
 from fashionparse.errors import ConfigError
 
 Target = dict[str, Any]
@@ -105,11 +108,30 @@ def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
     return boxes
 
 
+def affine_matrix(canvas_size: tuple[int, int], **params: Any) -> torch.Tensor:
+    """float64 [2, 3]: the plane map of v2 ``affine(**params)`` (about the canvas centre), read off v2's own
+    keypoint kernel, which images, masks and keypoints share, so that polygons move exactly as the pixels."""
+    basis = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    (origin, ex, ey), _ = F.affine_keypoints(basis, canvas_size=canvas_size, **params)
+    return torch.stack([ex - origin, ey - origin, origin], 1)
+
+
 def _select(value: Any, keep: torch.Tensor) -> Any:
-    """Rows ``keep`` of a per-instance tensor, keeping its tv_tensor type; other values unchanged."""
+    """Rows ``keep`` of a per-instance tensor or compact masks, keeping its type; other values unchanged."""
     if isinstance(value, tv_tensors.TVTensor):
         return tv_tensors.wrap(value[keep], like=value)
-    return value[keep] if torch.is_tensor(value) else value
+    return value[keep] if torch.is_tensor(value) or isinstance(value, CompactMasks) else value
+
+
+def _warp_masks(masks: tv_tensors.Mask | CompactMasks, params: dict[str, Any]
+                ) -> tuple[tv_tensors.Mask | CompactMasks, torch.Tensor]:
+    """Masks under v2 ``affine(**params)`` (nearest resampling for bitmaps, the compact masks' own ``affine``)
+    and which of them are not empty (bool [N])."""
+    if isinstance(masks, CompactMasks):
+        warped = masks.affine(affine_matrix(masks.canvas_size, **params))
+        return warped, warped.nonempty()
+    warped = F.affine(masks, **params)
+    return warped, warped.flatten(1).amax(1) > 0
 
 
 def _holds_any(target: Target, labels: frozenset[int]) -> bool:
@@ -134,7 +156,9 @@ class HorizontalFlip:
             return image, target
         out = dict(target)
         out["boxes"] = F.horizontal_flip(target["boxes"])
-        if "masks" in target:
+        if isinstance(target.get("masks"), CompactMasks):
+            out["masks"] = target["masks"].flip()
+        elif "masks" in target:
             out["masks"] = F.horizontal_flip(target["masks"])
         if "keypoints" in target:
             keypoints, visibility = target["keypoints"], target["keypoints_visibility"]
@@ -148,12 +172,14 @@ class HorizontalFlip:
 
 def warp(image: tv_tensors.Image, target: Target, angle: float, scale: float) -> Sample:
     """Rotate by ``angle`` degrees (clockwise on screen, v2 ``affine``'s sense) and zoom by ``scale`` about the
-    image centre, same canvas; one resampling (bilinear image, nearest masks, exact landmarks).
+    image centre, same canvas; one resampling (bilinear image, nearest masks, exact landmarks; compact masks by
+    their own :meth:`~fashionparse.data.compact_masks.CompactMasks.affine`: polygons exact, mini masks resampled).
 
-    Boxes are never warped as corners: they are re-derived from the warped masks (:func:`boxes_from_masks`), and
-    ``area`` becomes the new box area (DF2's COCO convention). Instances whose mask left the canvas are dropped
-    and landmarks that left it become unlabelled; ``dropped_instances`` / ``dropped_landmarks`` in the returned
-    target count them (added to any count already there).
+    Boxes are never warped as corners: they are re-derived from the warped masks (:func:`boxes_from_masks`, or
+    the compact masks' ``bounding_boxes``), and ``area`` becomes the new box area (DF2's COCO convention).
+    Instances whose mask left the canvas are dropped (every per-instance field, compact masks included, stays
+    aligned) and landmarks that left it become unlabelled; ``dropped_instances`` / ``dropped_landmarks`` in the
+    returned target count them (added to any count already there).
     """
     out = {**target, "dropped_instances": target.get("dropped_instances", 0),
            "dropped_landmarks": target.get("dropped_landmarks", 0)}
@@ -163,11 +189,10 @@ def warp(image: tv_tensors.Image, target: Target, angle: float, scale: float) ->
         raise ValueError("rotation and scale jitter need instance masks to re-derive the boxes")
     params = dict(angle=angle, translate=[0.0, 0.0], scale=scale, shear=[0.0, 0.0])
     image = F.affine(image, **params, interpolation=v2.InterpolationMode.BILINEAR)
-    masks = F.affine(target["masks"], **params)
-    keep = masks.flatten(1).amax(1) > 0
+    masks, keep = _warp_masks(target["masks"], params)
     out = {k: _select(v, keep) for k, v in out.items()}  # every tensor of a target is per instance
     out["masks"] = _select(masks, keep)
-    boxes = boxes_from_masks(out["masks"])
+    boxes = out["masks"].bounding_boxes() if isinstance(masks, CompactMasks) else boxes_from_masks(out["masks"])
     out["boxes"] = tv_tensors.wrap(boxes, like=target["boxes"])
     out["area"] = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     out["dropped_instances"] += int((~keep).sum())

@@ -22,6 +22,8 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from fashionparse.categories import BY_ID, TOTAL_LANDMARKS
+from fashionparse.config import MASK_FORMATS
+from fashionparse.data.compact_masks import CompactMasks, MiniMasks, PolygonMasks, coco_polygons
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError
 
@@ -57,8 +59,12 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     """Images and instance targets from a COCO JSON.
 
     ``dataset[i]`` returns ``(image, target)``: ``image`` a float ``tv_tensors.Image`` [3, H, W] in 0..1;
-    ``target`` with ``boxes`` (``BoundingBoxes`` XYXY float [N, 4]), ``labels`` (int64 [N]), ``masks``
-    (``tv_tensors.Mask`` uint8 [N, H, W]), ``image_id`` (int), ``area`` and ``iscrowd`` (float/int64 [N]).
+    ``target`` with ``boxes`` (``BoundingBoxes`` XYXY float [N, 4]), ``labels`` (int64 [N]), ``masks``,
+    ``image_id`` (int), ``area`` and ``iscrowd`` (float/int64 [N]). ``masks`` depends on ``mask_format``:
+    ``full`` a ``tv_tensors.Mask`` uint8 [N, H, W]; ``polygon`` a
+    :class:`~fashionparse.data.compact_masks.PolygonMasks`; ``minimask`` a
+    :class:`~fashionparse.data.compact_masks.MiniMasks` of ``minimask_shape`` (h, w) crops. The compact formats
+    need polygon segmentations (an RLE one raises :class:`AnnotationError`).
 
     Files in DF2's COCO layout (every category lists 294 keypoint names, as the official converter writes)
     also give landmarks: ``keypoints`` (``tv_tensors.KeyPoints`` float [N, 294, 2], x/y on the pixel-edge
@@ -78,7 +84,11 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         annotations: str | Path,
         transforms: Callable | None = None,
         with_masks: bool = True,
+        mask_format: str = "full",
+        minimask_shape: tuple[int, int] = (56, 56),
     ) -> None:
+        if mask_format not in MASK_FORMATS:
+            raise ValueError(f"mask_format {mask_format!r} is not one of {', '.join(MASK_FORMATS)}")
         self.images_dir = Path(images_dir)
         self.annotations = Path(annotations)
         if not self.annotations.is_file():
@@ -92,6 +102,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.ids: list[int] = sorted(self.coco.imgs)
         self.transforms = transforms
         self.with_masks = with_masks
+        self.mask_format = mask_format
+        self.minimask_shape = (int(minimask_shape[0]), int(minimask_shape[1]))
         self.skipped = SkipCounts()
         cats = self.coco.cats.values()
         self.with_landmarks = bool(cats) and all(len(c.get("keypoints", ())) == TOTAL_LANDMARKS for c in cats)
@@ -168,7 +180,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     def _target(self, index: int, info: dict) -> Target:
         image_id = self.ids[index]
         h, w = int(info["height"]), int(info["width"])
-        boxes, labels, masks, areas, landmarks = [], [], [], [], []
+        boxes, labels, kept, areas, landmarks = [], [], [], [], []
         for ann in self.coco.imgToAnns.get(image_id, []):
             if reject_reason(ann, w, h):  # counted once in __init__
                 continue
@@ -177,8 +189,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             boxes.append(_clipped_xyxy(ann["bbox"], w, h))
             labels.append(int(ann["category_id"]))
             areas.append(float(ann.get("area", ann["bbox"][2] * ann["bbox"][3])))
-            if self.with_masks:
-                masks.append(polygons_to_mask(ann["segmentation"], h, w))
+            kept.append(ann)
         target: Target = {
             "boxes": tv_tensors.BoundingBoxes(
                 torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), format="XYXY", canvas_size=(h, w)
@@ -189,13 +200,27 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             "iscrowd": torch.zeros(len(labels), dtype=torch.int64),
         }
         if self.with_masks:
-            stacked = np.stack(masks) if masks else np.zeros((0, h, w), dtype=np.uint8)
-            target["masks"] = tv_tensors.Mask(torch.from_numpy(stacked))
+            target["masks"] = self._masks(kept, h, w)
         if self.with_landmarks:
             kv = torch.from_numpy(np.stack(landmarks) if landmarks else np.zeros((0, TOTAL_LANDMARKS, 3)))
             target["keypoints"] = tv_tensors.KeyPoints(kv[..., :2].float(), canvas_size=(h, w))
             target["keypoints_visibility"] = kv[..., 2].long()
         return target
+
+    def _masks(self, anns: list[dict], h: int, w: int) -> tv_tensors.Mask | CompactMasks:
+        """The instance masks of ``anns`` in this dataset's ``mask_format``."""
+        if self.mask_format == "full":
+            masks = [polygons_to_mask(ann["segmentation"], h, w) for ann in anns]
+            return tv_tensors.Mask(torch.from_numpy(np.stack(masks) if masks else np.zeros((0, h, w), np.uint8)))
+        polygons = []
+        for ann in anns:
+            try:
+                polygons.append(coco_polygons(ann["segmentation"]))
+            except ValueError as e:
+                raise AnnotationError(f"segmentation {e}", path=self.annotations,
+                                      field=f"annotation {ann.get('id')}.segmentation") from e
+        masks = PolygonMasks(polygons, (h, w)).clipped()
+        return masks if self.mask_format == "polygon" else MiniMasks.from_polygons(masks, self.minimask_shape)
 
 
 def _landmarks(ann: dict) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Training checkpoints: written atomically, read without executing code (``weights_only=True``).
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts:
-``{"format", "model", "optimizer", "scheduler", "stage", "stage_iter", "iteration", "config", "rng"}``.
+``{"format", "model", "optimizer", "scheduler", "scaler", "stage", "iteration", "samples", "world_size",
+"batch_size", "config", "rng"}`` (``samples``: global samples consumed; ``rng``: one :func:`rng_state` per
+process of the run that wrote it).
 """
 
 from __future__ import annotations

@@ -2,29 +2,50 @@
 
 Iteration-based (detectron2-style). Stages follow matterport's recipe (heads, then 4+, then all): each
 stage freezes what it does not train and starts a fresh optimizer at its own learning rate.
+
+The same loop runs in one process or in every process of a ``torchrun`` job (``docs/distributed.md``):
+each process trains ``solver.batch_size`` images per step under DistributedDataParallel, takes its own
+share of one global sample stream, and rank 0 alone logs, checkpoints and scores the evaluation.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from fashionparse.config import Config, StageConfig, dump_config
 from fashionparse.data.augment import build_train_transforms
 from fashionparse.data.balance import balance_plan
 from fashionparse.data.dataset import CocoInstanceDataset, collate
-from fashionparse.data.sampler import RepeatFactorTrainingSampler
+from fashionparse.data.sampler import DistributedBatchSampler, RepeatFactorTrainingSampler, orientation_groups
 from fashionparse.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fashionparse.engine.distributed import (
+    DistContext,
+    all_gather_objects,
+    barrier,
+    gather_objects,
+    init_distributed,
+    max_across,
+    reduce_mean,
+    release_ddp,
+    scaled_lr,
+    shard,
+    shutdown,
+    silence_non_main,
+    wrap_ddp,
+)
+from fashionparse.engine.precision import autocast, backward_and_step, grad_scaler, use_channels_last
 from fashionparse.errors import ConfigError, FashionparseError
 from fashionparse.model import build_model, set_trainable
-from fashionparse.utils.device import resolve_device
 from fashionparse.utils.io import atomic_write_text
 
 LAST = "checkpoint_last.pth"
@@ -42,7 +63,7 @@ class TrainResult:
     iterations: int
     final_checkpoint: Path
     stopped_early: bool
-    metrics: Any = None  # EvalResult when evaluation ran
+    metrics: Any = None  # EvalResult when evaluation ran (on rank 0 only in a distributed run)
 
 
 def stage_at(stages: list[StageConfig], iteration: int) -> tuple[int, int]:
@@ -74,6 +95,12 @@ def warmup_factor(iteration: int, warmup_iters: int, factor: float) -> float:
     return factor * (1 - alpha) + alpha
 
 
+def stage_lr(cfg: Config, stage: StageConfig, world_size: int) -> float:
+    """The stage's learning rate for ``world_size`` processes under the linear scaling rule
+    (``solver.reference_batch_size``; unscaled when it is null)."""
+    return scaled_lr(stage.lr, cfg.solver.batch_size * world_size, cfg.solver.reference_batch_size)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     s = cfg.solver
@@ -82,21 +109,30 @@ def make_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.opti
     return torch.optim.AdamW(params, lr=lr, weight_decay=s.weight_decay)
 
 
-def build_train_loader(cfg: Config, dataset: CocoInstanceDataset, start_sample: int) -> DataLoader:
-    """Class-balanced training stream: per-class cap, repeat-factor sampling, the augmentation pipeline
-    (rotation and noise optionally only for images holding a rare class). Without cap and threshold every
-    repeat factor is 1 and the stream is plain seeded shuffling."""
+def build_train_loader(cfg: Config, dataset: CocoInstanceDataset, ctx: DistContext, start_batch: int) -> DataLoader:
+    """This process's share of the class-balanced training stream: per-class cap, repeat-factor sampling,
+    batches of one orientation (``data.aspect_ratio_grouping``), global batch ``j`` to rank ``j % world``,
+    starting after ``start_batch`` global batches; the augmentation pipeline (rotation and noise optionally
+    only for images holding a rare class). Without cap and threshold every repeat factor is 1 and the stream
+    is plain seeded shuffling."""
     plan = balance_plan(dataset.image_labels(), cfg.data)
     tqdm.write(plan.format())
     dataset.transforms = build_train_transforms(cfg.data, plan.rare_categories)
+    groups = None
+    if cfg.data.aspect_ratio_grouping:
+        groups = orientation_groups([dataset.get_height_and_width(i) for i in range(len(dataset))])
+    batches = DistributedBatchSampler(
+        lambda start: RepeatFactorTrainingSampler(plan.repeat_factors, seed=cfg.train.seed, start=start),
+        cfg.solver.batch_size, group_ids=groups, window=cfg.data.group_window, rank=ctx.rank,
+        world_size=ctx.world_size, start_batch=start_batch)
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
-        batch_size=cfg.solver.batch_size,
-        sampler=RepeatFactorTrainingSampler(plan.repeat_factors, seed=cfg.train.seed, start=start_sample),
+        batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate,
-        persistent_workers=workers > 0,
+        pin_memory=cfg.data.pin_memory and ctx.device.type == "cuda",
+        persistent_workers=workers > 0,  # the stream is endless: one iterator, workers live for the whole run
         generator=torch.Generator().manual_seed(cfg.train.seed),
     )
 
@@ -128,113 +164,234 @@ class _Logger:
         self.tb.close()
 
 
+def _rank_seed(seed: int, rank: int, samples: int) -> int:
+    """Torch seed of ``rank`` for a run starting at ``samples`` consumed global samples."""
+    return int(np.random.SeedSequence([seed, rank, samples]).generate_state(1)[0])
+
+
+def _restore_rng(state: dict[str, Any], ctx: DistContext, seed: int, samples: int) -> None:
+    """Continue every process's RNG (proposal sampling, multi-scale choice) from the checkpoint when it was
+    written at this world size; otherwise seed each rank afresh (resuming is then exact in data, not in RNG)."""
+    saved = state["rng"]
+    states = saved if isinstance(saved, list) else [saved]  # single-process checkpoints hold one state
+    if len(states) == ctx.world_size:
+        set_rng_state(states[ctx.rank])
+        return
+    tqdm.write(f"checkpoint holds the RNG states of {len(states)} process(es), this run has {ctx.world_size}: "
+               "reseeding every process")
+    torch.manual_seed(_rank_seed(seed, ctx.rank, samples))
+
+
+def _restore_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                      state: dict[str, Any], lr: float) -> None:
+    """Load a stage's optimizer and schedule, then put them on ``lr``, which differs from the checkpoint's
+    when the world size changed under the linear scaling rule (identical otherwise)."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor
+
+
+def _enter_stage(model: torch.nn.Module, cfg: Config, ctx: DistContext, idx: int, stage_start: int,
+                 iteration: int, state: dict[str, Any] | None):
+    """Freeze what stage ``idx`` does not train, build its optimizer and warm-up schedule (restored from
+    ``state`` when it was written inside this stage) and wrap the model for this trainable set."""
+    stage = cfg.solver.stages[idx]
+    set_trainable(model, stage.trainable)
+    lr = stage_lr(cfg, stage, ctx.world_size)
+    optimizer = make_optimizer(model, cfg, lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda i, s0=stage_start: warmup_factor(s0 + i, cfg.solver.warmup_iters, cfg.solver.warmup_factor),
+    )
+    if state is not None and state.get("stage") == idx and "optimizer" in state:
+        _restore_schedule(optimizer, scheduler, state, lr)
+    else:  # resumed inside a stage without its optimizer state: catch the schedule up
+        for _ in range(iteration - stage_start):
+            scheduler.step()
+    return wrap_ddp(model, ctx, cfg.train.find_unused_parameters), optimizer, scheduler
+
+
+def _step(net: torch.nn.Module, batch, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, cfg: Config,
+          ctx: DistContext, iteration: int, checkpoint: Path) -> dict[str, float]:
+    """One optimizer step on this process's ``batch``; returns the loss terms and ``loss`` averaged over all
+    processes. A non-finite mean loss raises :class:`TrainingDiverged` on every rank alike, before the step."""
+    net.train()
+    images, targets = _to_device(*batch, ctx.device)
+    with autocast(ctx.device, cfg.train.amp):
+        losses = net(images, targets)
+    loss = sum(losses.values())
+    values = reduce_mean(ctx, {**losses, "loss": loss})
+    if not math.isfinite(values["loss"]):
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k != "loss")
+        raise TrainingDiverged(
+            f"loss became {values['loss']} at iteration {iteration} ({parts}); kept the last good "
+            f"checkpoint; lower the learning rate or check the data", path=checkpoint)
+    backward_and_step(loss, optimizer, scaler, cfg.solver.clip_grad_norm)
+    return values
+
+
+def _prepare_model(cfg: Config, ctx: DistContext) -> torch.nn.Module:
+    """The configured model on this process's device: SyncBatchNorm in a distributed run with
+    ``train.sync_bn``, NHWC weights with ``train.channels_last`` on CUDA."""
+    model = build_model(cfg.model)
+    if cfg.train.sync_bn:
+        if not ctx.distributed:
+            tqdm.write("train.sync_bn: a single process has nothing to synchronize; plain BatchNorm")
+        elif ctx.device.type != "cuda":
+            raise ConfigError("SyncBatchNorm runs on CUDA devices only", field="train.sync_bn")
+        else:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(ctx.device)
+    if cfg.train.channels_last and not use_channels_last(model, ctx.device, True):
+        tqdm.write(f"train.channels_last applies on CUDA only; left off on {ctx.device}")
+    return model
+
+
 def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train ``cfg`` into ``cfg.train.output_dir``; with ``resume`` continue from its last checkpoint."""
+    """Train ``cfg`` into ``cfg.train.output_dir``; with ``resume`` continue from its last checkpoint.
+
+    Under ``torchrun`` every process calls this: it joins the process group from the environment and leaves
+    it at the end; ranks other than 0 print nothing but errors and return ``metrics=None``.
+    """
+    ctx = init_distributed(cfg.train.device)
+    silence_non_main(ctx)
+    try:
+        return _train(cfg, ctx, resume=resume, progress=progress and ctx.is_main)
+    finally:
+        shutdown(ctx)
+
+
+def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> TrainResult:
     out = Path(cfg.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.train.device)
+    device = ctx.device
     torch.manual_seed(cfg.train.seed)
     if not cfg.data.train_annotations:
         raise ConfigError("no training annotations given", field="data.train_annotations")
-    dataset = CocoInstanceDataset(cfg.data.train_images, cfg.data.train_annotations)
+    dataset = CocoInstanceDataset(cfg.data.train_images, cfg.data.train_annotations,
+                                  mask_format=cfg.model.mask_format, minimask_shape=tuple(cfg.model.minimask_shape))
     if dataset.skipped.counts:
         tqdm.write(f"training data: {dataset.skipped.format()}")
-    model = build_model(cfg.model).to(device)
+    model = _prepare_model(cfg, ctx)
 
-    iteration, state = 0, None
+    iteration, samples, state = 0, 0, None  # samples: global samples consumed, over all processes
     if resume:
         state = load_checkpoint(out / LAST)
         model.load_state_dict(state["model"])
         iteration = int(state["iteration"])
-        tqdm.write(f"resumed from {out / LAST} at iteration {iteration}")
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
+        samples = int(state.get("samples", iteration * cfg.solver.batch_size))  # older: single-process files
+        tqdm.write(f"resumed from {out / LAST} at iteration {iteration} ({samples} samples, written by "
+                   f"{state.get('world_size', 1)} process(es); now {ctx.world_size})")
+    if ctx.is_main:
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
 
     stages = cfg.solver.stages
     total = sum(st.iterations for st in stages)
-    logger = _Logger(out)
-    loader_iter = iter(build_train_loader(cfg, dataset, iteration * cfg.solver.batch_size))
+    total_batch = cfg.solver.batch_size * ctx.world_size
+    start_batch = -(-samples // cfg.solver.batch_size)
+    if start_batch * cfg.solver.batch_size != samples:
+        tqdm.write(f"resuming with batch size {cfg.solver.batch_size}: skipping "
+                   f"{start_batch * cfg.solver.batch_size - samples} samples to a whole batch")
+    logger = _Logger(out) if ctx.is_main else None
+    loader_iter = iter(build_train_loader(cfg, dataset, ctx, start_batch))
+    # after the loader exists: nothing else may draw from the RNG
     if state is not None:
-        set_rng_state(state["rng"])  # after the loader exists: nothing else may draw from the RNG
+        _restore_rng(state, ctx, cfg.train.seed, samples)
+    elif ctx.rank:  # rank 0 keeps the single-process stream
+        torch.manual_seed(_rank_seed(cfg.train.seed, ctx.rank, 0))
+    scaler = grad_scaler(device, cfg.train.amp)
+    if state is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     started = time.monotonic()
     stopped_early = False
     bar = tqdm(total=total, initial=iteration, desc="train", disable=not progress, dynamic_ncols=True)
-    optimizer = scheduler = None
+    net = optimizer = scheduler = None
     stage_idx = -1
     try:
         while iteration < total:
             idx, stage_start = stage_at(stages, iteration)
             if idx != stage_idx:
-                stage_idx, stage = idx, stages[idx]
-                set_trainable(model, stage.trainable)
-                optimizer = make_optimizer(model, cfg, stage.lr)
-                scheduler = torch.optim.lr_scheduler.LambdaLR(
-                    optimizer,
-                    lambda i, s0=stage_start: warmup_factor(s0 + i, cfg.solver.warmup_iters,
-                                                            cfg.solver.warmup_factor),
-                )
-                if state is not None and state.get("stage") == idx and "optimizer" in state:
-                    optimizer.load_state_dict(state["optimizer"])
-                    scheduler.load_state_dict(state["scheduler"])
-                else:  # resumed inside a stage without its optimizer state: catch the schedule up
-                    for _ in range(iteration - stage_start):
-                        scheduler.step()
+                net = None
+                release_ddp()  # the previous stage's DDP hooks must be gone before new ones are registered
+                stage_idx = idx
+                net, optimizer, scheduler = _enter_stage(model, cfg, ctx, idx, stage_start, iteration, state)
                 state = None
-                bar.set_description(f"train [{stage.trainable}]")
-            model.train()
-            images, targets = _to_device(*next(loader_iter), device)
-            losses = model(images, targets)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at iteration {iteration} ({parts}); kept the last good "
-                    f"checkpoint; lower the learning rate or check the data", path=out / LAST)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.solver.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(
-                    [p for g in optimizer.param_groups for p in g["params"]], cfg.solver.clip_grad_norm)
-            optimizer.step()
+                bar.set_description(f"train [{stages[idx].trainable}]")
+            values = _step(net, next(loader_iter), optimizer, scaler, cfg, ctx, iteration, out / LAST)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             iteration += 1
+            samples += total_batch
             bar.update(1)
-            skip_to = budget_skip(stages, iteration, time.monotonic() - started, cfg.train.time_budget_s)
+            elapsed = time.monotonic() - started
+            if cfg.train.time_budget_s is not None:
+                elapsed = max_across(ctx, elapsed)  # all ranks take the same budget decisions
+            skip_to = budget_skip(stages, iteration, elapsed, cfg.train.time_budget_s)
             if skip_to > iteration:
                 tqdm.write(f"time budget: moving on to the last stage at iteration {iteration}")
                 bar.update(skip_to - iteration)
                 iteration = skip_to
-            if iteration % cfg.train.log_period == 0 or iteration == total:
-                values = {k: v.item() for k, v in losses.items()}
-                values.update(loss=loss.item(), lr=lr, stage=stage_idx)
-                logger.log(iteration, values)
+            if logger is not None and (iteration % cfg.train.log_period == 0 or iteration == total):
+                logger.log(iteration, {**values, "lr": lr, "stage": stage_idx})
                 bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
-            budget_spent = (cfg.train.time_budget_s is not None
-                            and time.monotonic() - started > cfg.train.time_budget_s)
+            budget_spent = cfg.train.time_budget_s is not None and elapsed > cfg.train.time_budget_s
             if iteration % cfg.train.checkpoint_period == 0 or iteration == total or budget_spent:
-                save_checkpoint(out / LAST, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "stage": stage_idx, "iteration": iteration,
-                    "config": cfg.to_dict(), "rng": rng_state(),
-                })
+                _save_last(out, ctx, cfg, model, optimizer, scheduler, scaler, stage_idx, iteration, samples)
             if budget_spent and iteration < total:
                 tqdm.write(f"time budget of {cfg.train.time_budget_s:.0f} s spent at iteration {iteration}")
                 stopped_early = True
                 break
     finally:
         bar.close()
-        logger.close()
-    save_checkpoint(out / FINAL, {"model": model.state_dict(), "config": cfg.to_dict(), "iteration": iteration})
+        if logger is not None:
+            logger.close()
+    if ctx.is_main:
+        save_checkpoint(out / FINAL, {"model": model.state_dict(), "config": cfg.to_dict(), "iteration": iteration})
     metrics = None
     if cfg.train.eval_at_end and cfg.data.val_annotations:
-        metrics = evaluate_config(model, cfg, device, out / "eval", progress=progress)
+        metrics = evaluate_config(model, cfg, device, out / "eval", progress=progress, ctx=ctx)
+    barrier(ctx)  # the final files exist before any process returns
     return TrainResult(out, model, iteration, out / FINAL, stopped_early, metrics)
 
 
-def evaluate_config(model: torch.nn.Module, cfg: Config, device: torch.device, out_dir: Path,
-                    progress: bool = True):
-    """Evaluate ``model`` on the validation split named in ``cfg`` and write the tables to ``out_dir``."""
-    from fashionparse.engine.evaluate import evaluate_model
+def _save_last(out: Path, ctx: DistContext, cfg: Config, model: torch.nn.Module, optimizer, scheduler, scaler,
+               stage_idx: int, iteration: int, samples: int) -> None:
+    """Collective: gather every process's RNG state, then rank 0 writes ``checkpoint_last.pth``.
 
+    ``samples`` counts the global samples consumed, so a run at another world size continues the same
+    stream; ``rng`` lists one state per rank."""
+    rng = all_gather_objects(ctx, rng_state())
+    if not ctx.is_main:
+        return
+    save_checkpoint(out / LAST, {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(), "stage": stage_idx, "iteration": iteration, "samples": samples,
+        "world_size": ctx.world_size, "batch_size": cfg.solver.batch_size, "config": cfg.to_dict(), "rng": rng,
+    })
+
+
+def evaluate_config(model: torch.nn.Module, cfg: Config, device: torch.device, out_dir: Path,
+                    progress: bool = True, ctx: DistContext | None = None):
+    """Evaluate ``model`` on the validation split named in ``cfg`` and write the tables to ``out_dir``.
+
+    In a distributed run every process infers a disjoint shard of the images; rank 0 gathers the records,
+    scores them once and writes the files, and returns the result (the other ranks return None).
+    """
+    from fashionparse.engine.evaluate import evaluate_results, load_ground_truth, run_inference, write_eval_outputs
+
+    ctx = ctx or DistContext(device)
     val = CocoInstanceDataset(cfg.data.val_images, cfg.data.val_annotations, with_masks=False)
-    return evaluate_model(model, val, cfg.data.val_annotations, device, out_dir=out_dir, progress=progress)
+    gt = load_ground_truth(cfg.data.val_annotations) if ctx.is_main else None  # fail before inference
+    records = run_inference(model, Subset(val, shard(len(val), ctx)), device, progress=progress)
+    parts = gather_objects(ctx, records)
+    if parts is None:
+        return None
+    bbox = [r for part_bbox, _ in parts for r in part_bbox]
+    segm = [r for _, part_segm in parts for r in part_segm]
+    result = evaluate_results(gt, bbox, segm)
+    write_eval_outputs(result, out_dir, bbox, segm)
+    return result

@@ -12,6 +12,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from fashionparse.config import ModelConfig
 from fashionparse.model.backbone import RETURN_LAYERS, build_backbone, image_normalization
+from fashionparse.model.compact_heads import CompactMaskRoIHeads, CompactMaskTransform
 from fashionparse.model.weights import LoadReport, load_backbone_weights, load_detector_weights
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
     ``cfg.num_classes`` includes the background. ``cfg.min_size`` with several values makes the transform
     pick one per image in training (eval uses the last). Weights: ``cfg.backbone_weights`` (ImageNet body)
     then ``cfg.weights`` (whole detector) are loaded from local files when set; the load reports are logged.
+    ``cfg.mask_format`` minimask or polygon swaps in :mod:`~fashionparse.model.compact_heads`' RoI heads and
+    transform, which train on compact masks; parameters, state dict and inference are the same for all formats.
     """
     backbone = build_backbone(cfg)
     mean, std = image_normalization(cfg)
@@ -69,6 +72,9 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         mask_head=MaskRCNNHeads(cfg.fpn_channels, [cfg.mask_head_channels] * cfg.mask_head_layers, 1),
         mask_predictor=MaskRCNNPredictor(mask_in, cfg.mask_head_channels, cfg.num_classes),
     )
+    if cfg.mask_format != "full":  # compact training masks: same modules, other target path
+        model.roi_heads = CompactMaskRoIHeads.like(model.roi_heads)
+        model.transform = CompactMaskTransform.like(model.transform)
     if cfg.backbone_weights:
         _log_report(load_backbone_weights(model, cfg.backbone_weights))
     if cfg.weights:

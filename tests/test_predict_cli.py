@@ -1,0 +1,133 @@
+"""``predict`` over a folder mixing good, corrupt and non-image files: what is written, what is reported,
+the exit status (0 all parsed, 1 some inputs missing/unreadable, FashionparseError when nothing to do)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from fashionparse.categories import coco_categories
+from fashionparse.errors import FashionparseError
+from fashionparse.serving import load_predictor
+from fashionparse.serving.commands import predict
+from fashionparse.serving.predict import assign_image_ids, collect_inputs
+
+torch.set_num_threads(1)
+
+THRESHOLD = "0.05"
+DF2_EXAMPLES = Path("/work/shared/fixtures/deepfashion2_official")  # DF2's official submission examples
+
+
+def photo(height: int, width: int, seed: int) -> Image.Image:
+    coarse = np.random.default_rng(seed).random((height // 16, width // 16, 3)) * 255
+    return Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BILINEAR)
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path: Path) -> Path:
+    """000007.jpg and 000012.png decode; 000020.jpg is truncated; notes.txt is no image."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo(160, 240, seed=1).save(folder / "000007.jpg", quality=95)
+    photo(200, 128, seed=2).save(folder / "000012.png")
+    whole = (folder / "000007.jpg").read_bytes()
+    (folder / "000020.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "notes.txt").write_text("not a picture\n")
+    return folder
+
+
+def test_mixed_folder_writes_the_good_reports_the_bad_and_exits_1(tiny_checkpoint: Path, mixed_folder: Path,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    missing = str(tmp_path / "absent" / "*.jpg")
+    result = CliRunner().invoke(predict, [str(tiny_checkpoint), str(mixed_folder), missing, "--out", str(out),
+                                          "--score-threshold", THRESHOLD, "--batch-size", "2", "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert "parsed 2 images" in result.stdout and "2 unreadable, 1 missing" in result.stdout
+    for name in ("000020.jpg", "notes.txt"):
+        assert f"unreadable: {mixed_folder / name}" in result.stderr
+    assert f"missing: {missing}: matched no files" in result.stderr
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["parsed"], summary["unreadable"], summary["missing"]) == (2, 2, 1)
+    assert sorted(Path(p["path"]).name for p in summary["problems"] if p["kind"] == "unreadable") == [
+        "000020.jpg", "notes.txt"]
+
+    images = json.loads((out / "images.json").read_text())
+    assert [(i["id"], Path(i["file_name"]).name) for i in images] == [(7, "000007.jpg"), (12, "000012.png")]
+    for entry in images:  # one overlay per parsed image, at the image's size
+        with Image.open(out / entry["overlay"]) as overlay:
+            assert overlay.size == (entry["width"], entry["height"])
+    assert not list((out / "overlays").glob("000020*")) and not list((out / "overlays").glob("notes*"))
+
+
+def test_submission_files_load_in_pycocotools_and_match_the_api(tiny_checkpoint: Path, mixed_folder: Path,
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    CliRunner().invoke(predict, [str(tiny_checkpoint), str(mixed_folder), "--out", str(out), "--score-threshold",
+                                 THRESHOLD, "--no-overlays"])
+    images = json.loads((out / "images.json").read_text())
+    gt = COCO()
+    gt.dataset = {"images": [{k: i[k] for k in ("id", "file_name", "width", "height")} for i in images],
+                  "annotations": [], "categories": coco_categories()}
+    gt.createIndex()
+    bbox = gt.loadRes(str(out / "bbox_results.json"))
+    segm = gt.loadRes(str(out / "segm_results.json"))
+    assert not (out / "overlays").exists()
+
+    if DF2_EXAMPLES.is_dir():  # same fields and JSON types as DF2's own example submission files
+        for kind in ("bbox", "segm"):
+            ours = json.loads((out / f"{kind}_results.json").read_text())[0]
+            official = json.loads((DF2_EXAMPLES / f"example_{kind}_results.json").read_text())[0]
+            assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in official.items()}
+            if kind == "segm":
+                assert set(ours["segmentation"]) == set(official["segmentation"]) == {"size", "counts"}
+
+    parser = load_predictor(tiny_checkpoint, device="cpu", score_threshold=float(THRESHOLD))
+    for entry in images:
+        expected = parser.predict(entry["file_name"])
+        boxes = bbox.loadAnns(bbox.getAnnIds(imgIds=[entry["id"]]))
+        masks = segm.loadAnns(segm.getAnnIds(imgIds=[entry["id"]]))
+        assert len(boxes) == len(masks) == len(expected) == entry["instances"] > 0
+        for inst, b, m in zip(expected, boxes, masks):
+            x1, y1, x2, y2 = inst.box
+            np.testing.assert_allclose(b["bbox"], [x1, y1, x2 - x1, y2 - y1], rtol=1e-5, atol=1e-4)
+            assert b["category_id"] == m["category_id"] == inst.category_id
+            assert m["segmentation"]["size"] == [entry["height"], entry["width"]]
+            np.testing.assert_array_equal(mask_utils.decode(m["segmentation"]).astype(bool), inst.mask)
+
+
+def test_all_good_inputs_exit_0(tiny_checkpoint: Path, mixed_folder: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(predict, [str(tiny_checkpoint), str(mixed_folder / "000007.jpg"),
+                                          str(mixed_folder / "*.png"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["parsed"] == 2
+
+
+def test_no_input_file_at_all_is_an_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(predict, [str(tiny_checkpoint), str(tmp_path / "nothing.jpg"),
+                                          "--out", str(tmp_path / "out")])
+    assert isinstance(result.exception, FashionparseError)  # the CLI prints it and exits 2
+    assert "no input files" in str(result.exception) and "nothing.jpg" in str(result.exception)
+    assert not (tmp_path / "out").exists()
+
+
+def test_inputs_are_expanded_once_each_in_order(mixed_folder: Path) -> None:
+    files, problems = collect_inputs([mixed_folder / "000012.png", mixed_folder, str(mixed_folder / "*.jpg")])
+    assert [f.name for f in files] == ["000012.png", "000007.jpg", "000020.jpg", "notes.txt"]
+    assert problems == []
+
+
+def test_image_ids_follow_df2_file_numbers_when_they_can() -> None:
+    assert assign_image_ids([Path("a/000123.jpg"), Path("b/000004.png")]) == [123, 4]
+    assert assign_image_ids([Path("a/000123.jpg"), Path("b/000123.png")]) == [123, 124]  # repeated number
+    assert assign_image_ids([Path("shirt.jpg"), Path("000004.png"), Path("dress.jpg")]) == [5, 4, 6]
+    assert assign_image_ids([Path("shirt.jpg"), Path("dress.jpg")]) == [1, 2]
