@@ -3,17 +3,19 @@
 Same data, seed, schedule and iteration count for every variant (no wall-clock budget, so that a slower
 block does not get fewer steps); prints box and mask AP side by side and writes a Markdown table.
 
-    python benchmarks/bench_attention.py --iterations 600 --attention se none --out runs/bench_attention
+    python benchmarks/bench_attention.py --iterations 600 --attention se none [--threads 1] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 from pathlib import Path
 
-from fashionparse.config import load_config
-from fashionparse.engine.demo import default_config_path, prepare_demo_data
+import torch
+
+from fashionparse.engine.demo import load_demo_config, prepare_demo_data
 from fashionparse.engine.train import train
 from fashionparse.utils.io import atomic_write_text
 
@@ -27,20 +29,18 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=600)
     parser.add_argument("--val-images", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_attention"))
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data = prepare_demo_data(args.out / "data", args.seed, args.train_images, args.val_images)
-    main_iters = round(args.iterations * 5 / 6)
     rows = []
     for attention in args.attention:
-        cfg = load_config(default_config_path(), [
-            f"model.attention={attention}", f"train.output_dir={args.out / attention}",
-            f"train.seed={args.seed}", "train.time_budget_s=null",
-            f"solver.stages=[{{trainable: all, iterations: {main_iters}, lr: 0.02}}, "
-            f"{{trainable: all, iterations: {args.iterations - main_iters}, lr: 0.002}}]",
-            *data,
-        ])
+        cfg = load_demo_config([f"model.attention={attention}", f"train.output_dir={args.out / attention}",
+                                f"train.seed={args.seed}", "train.checkpoint_period=100000", *data],
+                               args.iterations)
         started = time.monotonic()
         result = train(cfg)
         minutes = (time.monotonic() - started) / 60
@@ -55,8 +55,11 @@ def main() -> None:
         mask = " | ".join(f"{100 * getattr(m.mask, c):.1f}" for c in COLUMNS)
         lines.append(f"| {attention} | {params:.2f} | {minutes:.1f} | {box} | {mask} |")
     table = "\n".join(lines)
-    print(table)
-    atomic_write_text(args.out / "attention.md", table + "\n")
+    note = (f"{args.iterations} iterations per variant, seed {args.seed}, {args.train_images} train / "
+            f"{args.val_images} validation images; {platform.machine()}, {torch.get_num_threads()} torch threads; "
+            "AP in percent")
+    print(f"{note}\n\n{table}")
+    atomic_write_text(args.out / "attention.md", f"{note}\n\n{table}\n")
 
 
 if __name__ == "__main__":

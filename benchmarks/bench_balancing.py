@@ -26,29 +26,21 @@ from pathlib import Path
 import torch
 
 from fashionparse.categories import BY_ID, CATEGORIES
-from fashionparse.config import load_config
 from fashionparse.data.balance import balance_plan
 from fashionparse.data.dataset import CocoInstanceDataset
 from fashionparse.engine.train import train
-from fashionparse.engine.demo import VAL_START_ID, default_config_path, prepare_split
+from fashionparse.engine.demo import VAL_START_ID, load_demo_config, prepare_split
 from fashionparse.utils.io import atomic_write_json, atomic_write_text
 
 
-def budget_overrides(seconds: float, iterations: int | None) -> list[str]:
-    """Equal budget for both arms: wall-clock seconds (the demo's schedule, cut short by train's budget rule)
-    or, with ``iterations``, the demo's two learning rates over exactly that many steps (5/6 then 1/6)."""
-    if iterations is None:
-        return [f"train.time_budget_s={seconds}"]
-    first = max(1, iterations * 5 // 6)
-    return ["train.time_budget_s=null", f"solver.stages=[{{trainable: all, iterations: {first}, lr: 0.02}}, "
-            f"{{trainable: all, iterations: {max(1, iterations - first)}, lr: 0.002}}]"]
-
-
-def run_arm(name: str, data: list[str], out: Path, budget: list[str], seed: int, extra: Sequence[str]) -> dict:
-    """Train one arm under the ``budget`` overrides and return its per-category APs and run facts."""
-    cfg = load_config(default_config_path(), [
-        *data, f"train.output_dir={out / name}", f"train.seed={seed}", *budget,
-        "train.checkpoint_period=100000", "data.landmark_order=synthetic", *extra])
+def run_arm(name: str, data: list[str], out: Path, seconds: float, iterations: int | None, seed: int,
+            extra: Sequence[str]) -> dict:
+    """Train one arm under an equal budget -- wall-clock ``seconds`` (the demo's schedule, cut short by
+    train's budget rule) or, with ``iterations``, the demo's schedule scaled to exactly that many steps --
+    and return its per-category APs and run facts."""
+    cfg = load_demo_config([
+        *data, f"train.output_dir={out / name}", f"train.seed={seed}", f"train.time_budget_s={seconds}",
+        "train.checkpoint_period=100000", "data.landmark_order=synthetic", *extra], iterations)
     started = time.monotonic()
     result = train(cfg)
     m = result.metrics
@@ -118,12 +110,11 @@ def main() -> None:
     if args.cap is not None:
         balancing.append(f"data.max_items_per_class={args.cap}")
 
-    budget = budget_overrides(args.budget, args.iterations)
-    plain = run_arm("plain", data, args.out, budget, args.seed, [])
-    balanced = run_arm("balanced", data, args.out, budget, args.seed, balancing)
+    plain = run_arm("plain", data, args.out, args.budget, args.iterations, args.seed, [])
+    balanced = run_arm("balanced", data, args.out, args.budget, args.iterations, args.seed, balancing)
 
     labels = CocoInstanceDataset(data_dir / "train" / "image", train_json).image_labels()
-    plan = balance_plan(labels, load_config(default_config_path(), balancing).data)
+    plan = balance_plan(labels, load_demo_config(balancing).data)
     items = {c: sum(cats.count(c) for cats in labels) for c in BY_ID}
     table = format_table(plain, balanced, items, plan.category_factors)
     spent = (f"{args.iterations} steps" if args.iterations else f"{args.budget:.0f} s") + " per run"

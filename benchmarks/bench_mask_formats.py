@@ -9,11 +9,12 @@ Three measurements, each printed as a table (and written to ``--out``/results.js
 2. **Train-step time** per format at equal settings, run interleaved (format after format, repeated; median
    reported): the CPU demo parser (``configs/demo_cpu.yaml``) on a demo batch (4 images at 256 px) and on a
    1024 px batch (2 images x 20 items, min_size = max_size = 1024). Same weights, same batch, same RNG.
-3. **Mask AP** after identical training on the synthetic demo data (same seed, ``--iterations`` steps split
-   5/6 then 1/6 over the demo's two learning rates, no time budget), with per-category mask AP deltas against
-   full: what minimask loses, and on which garment shapes.
+3. **Mask AP** after identical training on the synthetic demo data (same seed, the demo's schedule scaled to
+   ``--iterations`` steps, no time budget), with per-category mask AP deltas against full: what minimask
+   loses, and on which garment shapes; plus class-agnostic mask AP, which isolates mask quality from the
+   classifier's mistakes.
 
-    .venv/bin/python benchmarks/bench_mask_formats.py [--iterations 1800] [--repeats 5] [--skip-ap]
+    .venv/bin/python benchmarks/bench_mask_formats.py [--iterations 1800] [--repeats 5] [--tables memory step ap]
 
 The CPU may be shared: speed is measured interleaved so that load changes hit every format alike.
 """
@@ -21,6 +22,8 @@ The CPU may be shared: speed is measured interleaved so that load changes hit ev
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import subprocess
@@ -29,15 +32,17 @@ import time
 from pathlib import Path
 
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
 from fashionparse.categories import BY_ID
-from fashionparse.config import MASK_FORMATS, DataConfig, load_config
+from fashionparse.config import MASK_FORMATS, DataConfig
 from fashionparse.data.augment import build_train_transforms
 from fashionparse.data.convert import convert_split
 from fashionparse.data.dataset import CocoInstanceDataset, collate
 from fashionparse.data.synth import generate_split
-from fashionparse.engine.demo import default_config_path, prepare_demo_data
+from fashionparse.engine.demo import load_demo_config, prepare_demo_data
 from fashionparse.engine.train import train
 from fashionparse.model import build_model
 from fashionparse.model.compact_heads import mask_targets
@@ -154,7 +159,7 @@ def step_table(scenarios: dict[str, tuple[Path, Path, list[int], list[str]]], re
     for name, (ann_file, images, indices, overrides) in scenarios.items():
         setups = {}
         for fmt in MASK_FORMATS:
-            cfg = load_config(default_config_path(), [*overrides, f"model.mask_format={fmt}"])
+            cfg = load_demo_config([*overrides, f"model.mask_format={fmt}"])
             ds = CocoInstanceDataset(images, ann_file, transforms=augment(rotation=False), mask_format=fmt)
             torch.manual_seed(0)
             model = build_model(cfg.model).train()
@@ -195,30 +200,27 @@ def step_table(scenarios: dict[str, tuple[Path, Path, list[int], list[str]]], re
 # 3. mask AP after identical training
 
 
-def schedule(iterations: int) -> list[str]:
-    """The demo's two learning rates over exactly ``iterations`` steps (5/6, then 1/6), no time budget."""
-    first = max(1, iterations * 5 // 6)
-    return ["train.time_budget_s=null", f"solver.stages=[{{trainable: all, iterations: {first}, lr: 0.02}}, "
-            f"{{trainable: all, iterations: {max(1, iterations - first)}, lr: 0.002}}]"]
-
-
 def ap_table(data: list[str], out: Path, iterations: int, seed: int) -> tuple[str, dict]:
     results = {}
     for fmt in MASK_FORMATS:
-        cfg = load_config(default_config_path(), [
-            *data, *schedule(iterations), f"train.output_dir={out / fmt}", f"train.seed={seed}",
-            f"model.mask_format={fmt}", "train.checkpoint_period=100000"])
+        cfg = load_demo_config([*data, f"train.output_dir={out / fmt}", f"train.seed={seed}",
+                                f"model.mask_format={fmt}", "train.checkpoint_period=100000"], iterations)
         started = time.monotonic()
         m = train(cfg).metrics
         results[fmt] = {"seconds": time.monotonic() - started, "box_AP": m.box.AP, **m.mask.metrics(),
+                        "agnostic_AP": agnostic_mask_ap(Path(cfg.data.val_annotations),
+                                                        out / fmt / "eval" / "segm_results.json"),
                         "per_category": {c.category_id: c.AP for c in m.mask.per_category}}
     lines = [f"Mask AP after {iterations} iterations (synthetic demo data, seed {seed}; percent)",
              f"{'format':<9} {'box AP':>7} {'mask AP':>8} {'AP50':>6} {'AP75':>6} {'APs':>6} {'APm':>6} "
-             f"{'APl':>6} {'train s':>8}"]
+             f"{'APl':>6} {'agnostic':>9} {'train s':>8}"]
     for fmt, r in results.items():
-        values = [r["box_AP"], r["AP"], r["AP50"], r["AP75"], r["APs"], r["APm"], r["APl"]]
-        lines.append(f"{fmt:<9} " + " ".join(f"{_pct(v):>{w}}" for v, w in zip(values, (7, 8, 6, 6, 6, 6, 6)))
+        values = [r["box_AP"], r["AP"], r["AP50"], r["AP75"], r["APs"], r["APm"], r["APl"], r["agnostic_AP"]]
+        widths = (7, 8, 6, 6, 6, 6, 6, 9)
+        lines.append(f"{fmt:<9} " + " ".join(f"{_pct(v):>{w}}" for v, w in zip(values, widths))
                      + f" {r['seconds']:>8.0f}")
+    lines.append("agnostic: class-agnostic mask AP (pycocotools, useCats=0) -- the masks' quality without the "
+                 "classifier's mistakes")
     lines += ["", "Mask AP per category (percent) and difference to full",
               f"{'category':<24} {'full':>6} {'minimask':>9} {'diff':>6} {'polygon':>8} {'diff':>6}"]
     for cid in results["full"]["per_category"]:
@@ -227,6 +229,19 @@ def ap_table(data: list[str], out: Path, iterations: int, seed: int) -> tuple[st
         lines.append(f"{BY_ID[cid].name:<24} {_pct(full):>6} {_pct(mini):>9} {_diff(mini, full):>6} "
                      f"{_pct(poly):>8} {_diff(poly, full):>6}")
     return "\n".join(lines), results
+
+
+def agnostic_mask_ap(gt_json: Path, segm_json: Path) -> float:
+    """Mask AP over all categories pooled (pycocotools ``useCats = 0``): a detection may match a garment
+    of any category, so only where the mask lies counts -- the part of mask AP a mask format can change."""
+    gt = COCO(str(gt_json))
+    evaluator = COCOeval(gt, gt.loadRes(str(segm_json)), iouType="segm")
+    evaluator.params.useCats = 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return float(evaluator.stats[0])
 
 
 def _override(overrides: list[str], key: str) -> str:
@@ -243,6 +258,8 @@ def _diff(a: float | None, b: float | None) -> str:
 
 # ----------------------------------------------------------------------------------------------------------
 
+TABLES = ("memory", "step", "ap")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -250,7 +267,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iterations", type=int, default=1800, help="training steps per format for the AP table")
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds per format for the step table")
-    ap.add_argument("--skip-ap", action="store_true", help="only the memory and step-time tables")
+    ap.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES), help="which tables to measure")
     ap.add_argument("--probe", nargs=4, metavar=("FORMAT", "ANNOTATIONS", "IMAGES", "INDEX"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
@@ -258,23 +275,26 @@ def main() -> None:
         print(json.dumps(probe(fmt, Path(annotations), Path(images), int(index))))
         return
     torch.set_num_threads(1)
-    big = item_images(args.out / "items", args.seed)
-    big_images = args.out / "items" / "split" / "image"
     data = prepare_demo_data(args.out / "data", args.seed)
-    demo_files = (Path(_override(data, "data.train_annotations")), Path(_override(data, "data.train_images")))
     tables, results = [], {"torch_threads": torch.get_num_threads()}
-
-    text, results["memory"] = memory_table(big, big_images)
-    tables.append(text)
-    tqdm.write(text)
-    scenarios = {
-        "demo 256 px, batch 4": (*demo_files, [0, 1, 2, 3], []),
-        f"{BIG} px, 2 x 20 items": (big, big_images, [2, 2], [f"model.min_size=[{BIG}]", f"model.max_size={BIG}"]),
-    }
-    text, results["step"] = step_table(scenarios, args.repeats)
-    tables.append(text)
-    tqdm.write(text)
-    if not args.skip_ap:
+    if "memory" in args.tables or "step" in args.tables:
+        big = item_images(args.out / "items", args.seed)
+        big_images = args.out / "items" / "split" / "image"
+    if "memory" in args.tables:
+        text, results["memory"] = memory_table(big, big_images)
+        tables.append(text)
+        tqdm.write(text)
+    if "step" in args.tables:
+        demo_files = (Path(_override(data, "data.train_annotations")), Path(_override(data, "data.train_images")))
+        scenarios = {
+            "demo 256 px, batch 4": (*demo_files, [0, 1, 2, 3], []),
+            f"{BIG} px, 2 x 20 items": (big, big_images, [2, 2],
+                                        [f"model.min_size=[{BIG}]", f"model.max_size={BIG}"]),
+        }
+        text, results["step"] = step_table(scenarios, args.repeats)
+        tables.append(text)
+        tqdm.write(text)
+    if "ap" in args.tables:
         text, results["ap"] = ap_table(data, args.out / "runs", args.iterations, args.seed)
         tables.append(text)
         tqdm.write(text)

@@ -345,5 +345,22 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return from_dict(data, overrides, src)
 
 
+def scale_stages(stages: list[StageConfig], iterations: int) -> list[StageConfig]:
+    """The same stages (layers, learning rates) stretched or shrunk to ``iterations`` steps in total.
+
+    Stage lengths keep their proportions (rounded down, remainder to the last stage, at least one step
+    each), so a benchmark can run a config's schedule at any length without restating its rates.
+    """
+    if iterations < len(stages):
+        raise ConfigError(f"{iterations} iterations cannot hold {len(stages)} stages", field="solver.stages")
+    total = sum(st.iterations for st in stages)
+    lengths = [max(1, st.iterations * iterations // total) for st in stages[:-1]]
+    lengths.append(iterations - sum(lengths))
+    if lengths[-1] < 1:
+        raise ConfigError(f"{iterations} iterations are too few for stages of {[st.iterations for st in stages]}",
+                          field="solver.stages")
+    return [StageConfig(st.trainable, n, st.lr) for st, n in zip(stages, lengths)]
+
+
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

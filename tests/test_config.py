@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionparse.config import load_config, parse_overrides
+from fashionparse.config import StageConfig, load_config, parse_overrides, scale_stages
 from fashionparse.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -70,3 +70,14 @@ def test_override_syntax():
     assert parse_overrides(["a.b=[1, 2]"]) == [("a.b", [1, 2])]
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["model.depth"])
+
+
+def test_scale_stages_keeps_rates_and_proportions():
+    stages = [StageConfig("heads", 1500, 0.02), StageConfig("all", 300, 0.002)]
+    scaled = scale_stages(stages, 600)
+    assert [(st.trainable, st.iterations, st.lr) for st in scaled] == [("heads", 500, 0.02), ("all", 100, 0.002)]
+    assert sum(st.iterations for st in scale_stages(stages, 7)) == 7  # remainder goes to the last stage
+    with pytest.raises(ConfigError, match="solver.stages"):
+        scale_stages(stages, 1)
+    with pytest.raises(ConfigError, match="too few"):
+        scale_stages([StageConfig("all", 1000, 0.1), StageConfig("all", 1, 0.1), StageConfig("all", 1, 0.1)], 3)

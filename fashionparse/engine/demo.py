@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fashionparse.config import load_config
+from fashionparse.config import Config, load_config, scale_stages
 from fashionparse.data.convert import convert_split
 from fashionparse.data.dataset import CocoInstanceDataset
 from fashionparse.data.synth import generate_split
@@ -42,6 +42,16 @@ class DemoResult:
 def default_config_path() -> Path:
     """``configs/demo_cpu.yaml`` of the source tree this package is installed from (editable install)."""
     return Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
+
+
+def load_demo_config(overrides: list[str], iterations: int | None = None) -> Config:
+    """The demo config with ``overrides``; with ``iterations``, its schedule scaled to exactly that many
+    steps and no time budget -- how the benchmarks compare variants at equal training."""
+    cfg = load_config(default_config_path(), overrides)
+    if iterations is not None:
+        cfg.solver.stages = scale_stages(cfg.solver.stages, iterations)
+        cfg.train.time_budget_s = None
+    return cfg
 
 
 def prepare_split(out: Path, name: str, num_images: int, seed: int, start_id: int, image_size: int,
