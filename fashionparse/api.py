@@ -58,13 +58,27 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> t
 
 
 class Parser:
-    """A trained fashion parser: image in, garment instances out."""
+    """A trained fashion parser: image in, garment instances out.
+
+    The score threshold is also the model's own score floor (``roi_heads.score_thresh``, set on the model
+    it is given), so detections below it are dropped before torchvision pastes their masks at full image
+    resolution (N x H x W float32 -- the dominant memory cost on large photos). Results above it are
+    unchanged: greedy per-class NMS and the top-k cut never let a lower-scored box remove a higher one.
+    """
 
     def __init__(self, model: torch.nn.Module, cfg: Config, score_threshold: float = 0.5) -> None:
         self.model = model.eval()
         self.cfg = cfg
         self.score_threshold = score_threshold
         self.device = next(model.parameters()).device
+
+    @property
+    def score_threshold(self) -> float:
+        return self.model.roi_heads.score_thresh
+
+    @score_threshold.setter
+    def score_threshold(self, value: float) -> None:
+        self.model.roi_heads.score_thresh = value
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", score_threshold: float = 0.5) -> Parser:

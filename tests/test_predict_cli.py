@@ -131,3 +131,21 @@ def test_image_ids_follow_df2_file_numbers_when_they_can() -> None:
     assert assign_image_ids([Path("a/000123.jpg"), Path("b/000123.png")]) == [123, 124]  # repeated number
     assert assign_image_ids([Path("shirt.jpg"), Path("000004.png"), Path("dress.jpg")]) == [5, 4, 6]
     assert assign_image_ids([Path("shirt.jpg"), Path("dress.jpg")]) == [1, 2]
+
+
+def test_parser_threshold_is_the_model_floor_and_keeps_the_results_above_it(tiny_checkpoint: Path) -> None:
+    """Dropping low scores inside the model (before mask pasting) equals filtering an unthresholded run."""
+    from fashionparse.api import Parser
+
+    image = np.random.default_rng(0).integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    everything = Parser.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=0.0).predict(image)
+    scores = sorted(inst.score for inst in everything)
+    threshold = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # between two scores: no ties
+    parser = Parser.from_checkpoint(tiny_checkpoint, device="cpu", score_threshold=threshold)
+    assert parser.model.roi_heads.score_thresh == threshold
+    kept = parser.predict(image)
+    expected = [inst for inst in everything if inst.score >= threshold]
+    assert 0 < len(kept) == len(expected) < len(everything)
+    for a, b in zip(kept, expected):
+        assert (a.category_id, a.score, a.box) == (b.category_id, b.score, b.box)
+        assert np.array_equal(a.mask, b.mask)

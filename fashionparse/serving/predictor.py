@@ -26,20 +26,14 @@ class Predictor(Protocol):
 def load_predictor(path: str | Path, device: str = "auto", score_threshold: float = 0.5) -> Predictor:
     """A ``.onnx`` file runs on onnxruntime, anything else is read as a training checkpoint (PyTorch).
 
-    The threshold is fixed for the predictor's lifetime: the PyTorch model's own score floor is raised to it,
-    so detections below it are dropped before torchvision pastes their masks at full image resolution
-    (N x H x W float32 -- the dominant memory cost on large photos). Results above it are unchanged:
-    per-class NMS and the top-k cut never let a lower-scored box remove a higher-scored one.
+    Both backends apply ``score_threshold`` inside the model, before masks are pasted (see ``Parser``).
     """
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         from fashionparse.serving.onnx_predictor import OnnxParser
 
         return OnnxParser.from_file(path, device=device, score_threshold=score_threshold)
-    parser = Parser.from_checkpoint(path, device=device, score_threshold=score_threshold)
-    roi_heads = parser.model.roi_heads
-    roi_heads.score_thresh = max(roi_heads.score_thresh, score_threshold)
-    return parser
+    return Parser.from_checkpoint(path, device=device, score_threshold=score_threshold)
 
 
 def describe_predictor(predictor: Predictor) -> dict[str, str]:
