@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from fashionparse.categories import BY_ID
+from fashionparse.categories import BY_ID, NUM_CATEGORIES
 from fashionparse.config import Config, from_dict
 from fashionparse.data.dataset import load_rgb
 from fashionparse.data.masks import mask_to_polygons
@@ -104,6 +104,13 @@ class Parser:
             image = Image.fromarray(image)
         return F.to_dtype(F.pil_to_tensor(image.convert("RGB")), torch.float32, scale=True)
 
+    def category_name(self, label: int) -> str:
+        """DF2's name for a DF2 parser's label (13 classes + background); ``category N`` for other models,
+        e.g. one trained with the COCO pretraining config, whose labels are COCO ids."""
+        if self.cfg.model.num_classes == NUM_CATEGORIES + 1 and label in BY_ID:
+            return BY_ID[label].name
+        return f"category {label}"
+
     def _instances(self, output: dict[str, torch.Tensor]) -> list[Instance]:
         keep = output["scores"] >= self.score_threshold
         boxes = output["boxes"][keep].cpu()
@@ -113,7 +120,7 @@ class Parser:
         return [
             Instance(
                 category_id=int(label),
-                category_name=BY_ID[int(label)].name,
+                category_name=self.category_name(int(label)),
                 score=float(score),
                 box=tuple(float(v) for v in box),
                 mask=mask,

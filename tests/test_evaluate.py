@@ -18,6 +18,8 @@ from fashionparse.categories import CATEGORIES, coco_categories
 from fashionparse.engine.evaluate import (
     evaluate_model,
     evaluate_results,
+    load_ground_truth,
+    metrics_markdown,
     run_inference,
     to_coco_results,
     write_eval_outputs,
@@ -256,6 +258,35 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path, scenario: dict) -> None:
     stray = [{**scenario["bbox"][0], "image_id": 99}]
     with pytest.raises(FashionparseError, match="image_id 99"):
         evaluate_results(scenario["gt"], stray, [])
+
+
+def test_any_coco_category_set_evaluates_like_pycocotools(tmp_path: Path) -> None:
+    """COCO's own ids (the pretraining config): same numbers as pycocotools, GT names, no DF2 comparison."""
+    names = {1: "person", 18: "dog", 90: "toothbrush"}
+    items = {image_id: [(18 if c == 8 else 90 if c == 11 else c, box) for c, box in objects]
+             for image_id, objects in GT_ITEMS.items() if all(c != 7 for c, _ in objects)}
+    gt = {**_gt_dataset(items, SIZES), "categories": [{"id": i, "name": n} for i, n in names.items()]}
+    gt_file = _write_json(tmp_path / "coco_gt.json", gt)
+    bbox, segm = [], []
+    for image_id in items:
+        detections = [(18 if c == 8 else 90 if c == 11 else c, score, box)
+                      for c, score, box in PREDICTIONS[image_id] if c in (1, 8, 11)]
+        b, m = to_coco_results(image_id, _output(detections, *SIZES[image_id]))
+        bbox, segm = bbox + b, segm + m
+    result = evaluate_results(gt_file, bbox, segm)
+    for task, iou_type, records in ((result.box, "bbox", bbox), (result.mask, "segm", segm)):
+        ev = _direct_cocoeval(gt_file, _write_json(tmp_path / f"{iou_type}.json", records), iou_type)
+        assert task.stats == tuple(float(v) for v in ev.stats)
+    assert [(c.category_id, c.name) for c in result.box.per_category] == [
+        (1, "person"), (18, "dog"), (90, "toothbrush")]
+    assert not result.is_df2
+    text = metrics_markdown(result)
+    assert text.startswith("# COCO-format evaluation") and "| 90 | toothbrush |" in text
+    assert "Comparison with published results" not in text
+    with pytest.raises(FashionparseError, match=r"segm results\[0\]\.category_id: category_id 5 "):
+        evaluate_results(gt_file, bbox, [{**segm[0], "category_id": 5}])
+    with pytest.raises(AnnotationError, match="not DeepFashion2 categories"):
+        load_ground_truth(gt_file)  # the attribute and confusion analyses still need DF2's ids
 
 
 def test_reports_and_submission_files(scenario: dict, tmp_path: Path) -> None:

@@ -149,3 +149,12 @@ def test_parser_threshold_is_the_model_floor_and_keeps_the_results_above_it(tiny
     for a, b in zip(kept, expected):
         assert (a.category_id, a.score, a.box) == (b.category_id, b.score, b.box)
         assert np.array_equal(a.mask, b.mask)
+
+
+def test_category_names_follow_the_model_class_count(tiny_checkpoint: Path) -> None:
+    from fashionparse.api import Parser
+
+    parser = Parser.from_checkpoint(tiny_checkpoint, device="cpu")
+    assert parser.category_name(1) == "short sleeve top" and parser.category_name(13) == "sling dress"
+    parser.cfg.model.num_classes = 91  # a COCO-pretraining model: labels are COCO ids, not DF2's
+    assert parser.category_name(1) == "category 1"

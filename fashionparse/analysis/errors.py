@@ -130,7 +130,7 @@ def tide_errors(gt: str | Path | COCO, results: Sequence[Mapping], iou_type: str
     if iou_type not in _TIDE_MODES:
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     coco = load_ground_truth(gt)
-    check_results(results, iou_type, set(coco.getImgIds()))
+    check_results(results, iou_type, coco)
     if not coco.dataset["annotations"]:
         raise FashionparseError("the ground truth has no annotations; TIDE needs at least one item",
                                 field="annotations")
@@ -250,7 +250,7 @@ def confusion_analysis(gt: str | Path | COCO, bbox_results: Sequence[Mapping], *
                        score_threshold: float = 0.5, worst_per_category: int = 3) -> Confusion:
     """Confusion matrix, missed items, background detections and worst images (see the module docstring)."""
     coco = load_ground_truth(gt)
-    check_results(bbox_results, "bbox", set(coco.getImgIds()))
+    check_results(bbox_results, "bbox", coco)
     detections: dict[int, list[Mapping]] = defaultdict(list)
     for record in bbox_results:
         if record["score"] >= score_threshold:

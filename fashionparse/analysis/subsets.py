@@ -197,9 +197,8 @@ def evaluate_subsets(gt: str | Path | COCO, bbox_results: Sequence[Mapping], seg
     A ``COCO`` passed as ``gt`` has its polygons replaced by RLE in place (as any COCOeval 'segm' run).
     """
     coco = load_ground_truth(gt)
-    image_ids = set(coco.getImgIds())
-    check_results(bbox_results, "bbox", image_ids)
-    check_results(segm_results, "segm", image_ids)
+    check_results(bbox_results, "bbox", coco)
+    check_results(segm_results, "segm", coco)
     published = load_published_subsets() if published is None else published
     with contextlib.redirect_stdout(io.StringIO()):  # loadRes prints progress
         detections = {"box": load_detections(coco, bbox_results), "mask": load_detections(coco, segm_results)}

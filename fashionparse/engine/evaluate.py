@@ -25,7 +25,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from fashionparse.categories import BY_ID, CATEGORIES
+from fashionparse.categories import BY_ID
 from fashionparse.engine.published import APTriple, PublishedResult, comparison_table, format_percent
 from fashionparse.errors import AnnotationError, FashionparseError
 from fashionparse.utils.io import atomic_write_json, atomic_write_text
@@ -147,10 +147,19 @@ class EvalResult:
         """pycocotools' printed summaries, box first."""
         return f"bbox\n{self.box.summary}\nsegm\n{self.mask.summary}"
 
+    @property
+    def is_df2(self) -> bool:
+        """Whether the ground truth's categories are DF2's (so DF2's published results compare)."""
+        return all(c.category_id in BY_ID and c.name == BY_ID[c.category_id].name for c in self.box.per_category)
+
+    @property
+    def title(self) -> str:
+        return "DeepFashion2 evaluation" if self.is_df2 else "COCO-format evaluation"
+
     def format(self) -> str:
         """Short console report: AP/AP50/AP75/APs/APm/APl in percent for box and mask."""
         names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-        lines = [f"DeepFashion2 evaluation on {self.num_images} images (COCO protocol, percent)",
+        lines = [f"{self.title} on {self.num_images} images (COCO protocol, percent)",
                  "task  " + "".join(f"{n:>7}" for n in names)]
         for label, task in (("box", self.box), ("mask", self.mask)):
             lines.append(f"{label:<6}" + "".join(f"{format_percent(task.metrics()[n]):>7}" for n in names))
@@ -169,8 +178,12 @@ class EvalResult:
 # Evaluation
 # --------------------------------------------------------------------------------------------------------
 
-def load_ground_truth(gt: str | Path | COCO) -> COCO:
-    """Load and check a DF2 COCO-format GT file (the official converter's output); pass COCO through."""
+def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> COCO:
+    """Load and check a COCO-format GT file (DF2: the official converter's output); pass COCO through.
+
+    ``df2_categories`` refuses category ids outside DF2's 1..13 (the attribute and confusion analyses need
+    them); evaluation itself takes any category set, e.g. COCO's 80 for the pretraining config.
+    """
     if isinstance(gt, COCO):
         coco, where = gt, "<ground truth>"
     else:
@@ -192,14 +205,15 @@ def load_ground_truth(gt: str | Path | COCO) -> COCO:
             if key not in ann:
                 raise AnnotationError("missing field", path=where, field=f"annotations[{i}].{key}")
     unknown = sorted(set(coco.getCatIds()) - set(BY_ID))
-    if unknown:
+    if df2_categories and unknown:
         raise AnnotationError(f"category ids {unknown} are not DeepFashion2 categories (1..13)", path=where,
                               field="categories")
     return coco
 
 
-def check_results(results: Sequence[Mapping], iou_type: str, image_ids: set[int]) -> None:
-    """Reject records pycocotools would crash on or silently ignore (unknown image or category)."""
+def check_results(results: Sequence[Mapping], iou_type: str, gt: COCO) -> None:
+    """Reject records pycocotools would crash on or silently ignore (image or category not in ``gt``)."""
+    image_ids, category_ids = set(gt.getImgIds()), set(gt.getCatIds())
     for i, record in enumerate(results):
         for key in _RESULT_KEYS[iou_type]:
             if key not in record:
@@ -207,8 +221,8 @@ def check_results(results: Sequence[Mapping], iou_type: str, image_ids: set[int]
         if record["image_id"] not in image_ids:
             raise FashionparseError(f"image_id {record['image_id']} is not in the ground truth",
                                     field=f"{iou_type} results[{i}].image_id")
-        if record["category_id"] not in BY_ID:
-            raise FashionparseError(f"category_id {record['category_id']} is not a DeepFashion2 category",
+        if record["category_id"] not in category_ids:
+            raise FashionparseError(f"category_id {record['category_id']} is not a ground-truth category",
                                     field=f"{iou_type} results[{i}].category_id")
 
 
@@ -229,18 +243,23 @@ def _mean_precision(precision: np.ndarray) -> float | None:
 
 
 def _per_category(evaluator: COCOeval) -> tuple[CategoryAP, ...]:
-    """AP, AP50, AP75 per DF2 category from ``eval['precision']`` [T, R, K, A, M] (all areas, maxDets 100)."""
+    """AP, AP50, AP75 per ground-truth category from ``eval['precision']`` [T, R, K, A, M] (all areas,
+    maxDets 100); ``None`` for a category without ground truth."""
     precision = evaluator.eval["precision"]
     cat_ids = list(evaluator.params.catIds)
     out = []
-    for category in CATEGORIES:
-        if category.id in cat_ids:
-            p = precision[:, :, cat_ids.index(category.id), 0, -1]
-            values = (_mean_precision(p), _mean_precision(p[0]), _mean_precision(p[5]))
-        else:
-            values = (None, None, None)
-        out.append(CategoryAP(category.id, category.name, *values))
+    for k, category in enumerate(evaluator.cocoGt.loadCats(cat_ids)):
+        p = precision[:, :, k, 0, -1]
+        out.append(CategoryAP(category["id"], _display_name(category), _mean_precision(p),
+                              _mean_precision(p[0]), _mean_precision(p[5])))
     return tuple(out)
+
+
+def _display_name(category: Mapping) -> str:
+    """DF2's readable name for a DF2 category record (the converter writes e.g. ``short_sleeved_shirt``),
+    the record's own name for any other."""
+    df2 = BY_ID.get(category["id"])
+    return df2.name if df2 is not None and category.get("name") in (df2.coco_name, df2.name) else category["name"]
 
 
 def _evaluate_task(gt: COCO, results: Sequence[Mapping], iou_type: str) -> TaskMetrics:
@@ -264,13 +283,12 @@ def evaluate_results(gt: str | Path | COCO, bbox_results: Sequence[Mapping],
     The records are not modified. A ``COCO`` passed as ``gt`` is, as with any COCOeval 'segm' run: pycocotools
     replaces its annotations' polygons by RLE in place.
     """
-    coco = load_ground_truth(gt)
-    image_ids = set(coco.getImgIds())
-    check_results(bbox_results, "bbox", image_ids)
-    check_results(segm_results, "segm", image_ids)
+    coco = load_ground_truth(gt, df2_categories=False)
+    check_results(bbox_results, "bbox", coco)
+    check_results(segm_results, "segm", coco)
     return EvalResult(box=_evaluate_task(coco, bbox_results, "bbox"),
                       mask=_evaluate_task(coco, segm_results, "segm"),
-                      num_images=len(image_ids))
+                      num_images=len(coco.getImgIds()))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -286,8 +304,9 @@ def ours_as_published(result: EvalResult, label: str = "ours") -> PublishedResul
 
 
 def metrics_markdown(result: EvalResult, published: Sequence[PublishedResult] | None = None) -> str:
-    """Results table (box/mask AP..APl), per-category table (13 DF2 categories), comparison table."""
-    lines = ["# DeepFashion2 evaluation", "",
+    """Results table (box/mask AP..APl), per-category table and, for DF2's categories, the comparison with
+    published DF2 results."""
+    lines = [f"# {result.title}", "",
              f"{result.num_images} images; COCO protocol (IoU .50:.05:.95, maxDets 100, area ranges from the "
              "GT `area` field). Values in percent; '–' = undefined (no GT in that range/category).", "",
              "## Results", "", "| task | AP | AP50 | AP75 | APs | APm | APl |",
@@ -301,8 +320,9 @@ def metrics_markdown(result: EvalResult, published: Sequence[PublishedResult] | 
     for box, mask in zip(result.box.per_category, result.mask.per_category):
         values = (box.AP, box.AP50, box.AP75, mask.AP, mask.AP50, mask.AP75)
         lines.append(f"| {box.category_id} | {box.name} | " + " | ".join(format_percent(v) for v in values) + " |")
-    lines += ["", "## Comparison with published results", "",
-              comparison_table(ours_as_published(result), published)]
+    if result.is_df2:
+        lines += ["", "## Comparison with published results", "",
+                  comparison_table(ours_as_published(result), published)]
     return "\n".join(lines)
 
 
@@ -354,7 +374,7 @@ def evaluate_model(model: torch.nn.Module, dataset: torch.utils.data.Dataset, gt
                    device: str | torch.device, out_dir: str | Path | None = None, *,
                    batch_size: int = 1, progress: bool = True) -> EvalResult:
     """Inference + DF2 evaluation; writes the report and submission files when ``out_dir`` is given."""
-    coco = load_ground_truth(gt_json)  # fail on a bad GT before spending time on inference
+    coco = load_ground_truth(gt_json, df2_categories=False)  # fail on a bad GT before inference
     bbox_results, segm_results = run_inference(model, dataset, device, batch_size=batch_size, progress=progress)
     result = evaluate_results(coco, bbox_results, segm_results)
     if out_dir is not None:
