@@ -112,11 +112,11 @@ class Parser:
         return f"category {label}"
 
     def _instances(self, output: dict[str, torch.Tensor]) -> list[Instance]:
-        keep = output["scores"] >= self.score_threshold
-        boxes = output["boxes"][keep].cpu()
-        labels = output["labels"][keep].cpu()
-        scores = output["scores"][keep].cpu()
-        masks = (output["masks"][keep, 0] >= 0.5).cpu().numpy()
+        """One model output as instances; the model has already dropped scores below the threshold."""
+        boxes = output["boxes"].cpu()
+        labels = output["labels"].cpu()
+        scores = output["scores"].cpu()
+        masks = (output["masks"][:, 0] >= 0.5).cpu().numpy()
         return [
             Instance(
                 category_id=int(label),

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+
+
+@pytest.fixture(scope="session")
+def synthetic_coco(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Factory: ``make(name, images, seed, size)`` writes a balanced synthetic DF2 split to ``root/split`` and
+    its COCO conversion to ``root/gt.json``, and returns ``root``."""
+    from fashionparse.data.convert import convert_split
+    from fashionparse.data.synth import generate_split
+
+    def make(name: str, images: int, seed: int, size: int) -> Path:
+        root = tmp_path_factory.mktemp(name)
+        generate_split(root / "split", images, seed=seed, balanced=True, image_size=size, progress=False)
+        convert_split(root / "split", root / "gt.json", strict=True, workers=1, progress=False)
+        return root
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -267,17 +267,15 @@ def test_full_pipeline_through_the_dataset_is_seeded_and_consistent(tmp_path):
     assert not torch.equal(ds[(0, 0)][1]["masks"], ds[(0, 1)][1]["masks"])
 
 
-def test_synthetic_flip_keeps_the_garments_right_side_on_the_image_left(tmp_path):
+def test_synthetic_flip_keeps_the_garments_right_side_on_the_image_left(synthetic_coco):
     """Semantics, not just an involution: on frontal synthetic garments the ``r_`` landmarks (garment's right)
     lie left of the ``l_`` ones; after a flip with the side swap they still must (a plain mirror would not)."""
-    from fashionparse.data.convert import convert_split
-    from fashionparse.data.synth import LANDMARK_NAMES, generate_split
+    from fashionparse.data.synth import LANDMARK_NAMES
 
-    generate_split(tmp_path / "split", 10, seed=5, balanced=True, image_size=128, progress=False)
-    convert_split(tmp_path / "split", tmp_path / "gt.json", strict=True, workers=1, progress=False)
+    root = synthetic_coco("flip_data", 10, seed=5, size=128)
     for p in (0.0, 1.0):
         pipeline = build_train_transforms(DataConfig(hflip_prob=p, landmark_order="synthetic"))
-        ds = CocoInstanceDataset(tmp_path / "split" / "image", tmp_path / "gt.json", transforms=pipeline)
+        ds = CocoInstanceDataset(root / "split" / "image", root / "gt.json", transforms=pipeline)
         left_of = []
         for i in range(len(ds)):
             _, target = ds[(i, 0)]

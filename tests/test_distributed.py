@@ -28,9 +28,7 @@ import torch
 import torch.multiprocessing as mp
 
 from fashionparse.config import load_config
-from fashionparse.data.convert import convert_split
 from fashionparse.data.sampler import DistributedBatchSampler, TrainingSampler, grouped_batches, orientation_groups
-from fashionparse.data.synth import generate_split
 from fashionparse.engine import train as train_mod
 from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.distributed import DistContext, scaled_lr, shard
@@ -181,12 +179,9 @@ def _worker(rank: int, world: int, root, runs) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
+def tiny_data(synthetic_coco):
     """Four synthetic 128 px images (square: one orientation group) converted to COCO."""
-    root = tmp_path_factory.mktemp("dist_data")
-    generate_split(root / "split", 4, seed=5, balanced=True, image_size=128, progress=False)
-    convert_split(root / "split", root / "gt.json", strict=True, workers=1, progress=False)
-    return root
+    return synthetic_coco("dist_data", 4, seed=5, size=128)
 
 
 def _params(path):

@@ -4,8 +4,6 @@ import pytest
 import torch
 
 from fashionparse.config import load_config
-from fashionparse.data.convert import convert_split
-from fashionparse.data.synth import generate_split
 from fashionparse.engine import train as train_mod
 from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.train import LAST, TrainingDiverged, train
@@ -14,12 +12,9 @@ DEMO = "configs/demo_cpu.yaml"
 
 
 @pytest.fixture(scope="module")
-def handful(tmp_path_factory):
+def handful(synthetic_coco):
     """Six synthetic 160 px images (balanced categories) converted to COCO."""
-    root = tmp_path_factory.mktemp("handful")
-    generate_split(root / "split", 6, seed=3, balanced=True, image_size=160, progress=False)
-    convert_split(root / "split", root / "gt.json", strict=True, workers=1, progress=False)
-    return root
+    return synthetic_coco("handful", 6, seed=3, size=160)
 
 
 def _cfg(root, out, *extra):

@@ -385,7 +385,8 @@ def evaluate_config(model: torch.nn.Module, cfg: Config, device: torch.device, o
 
     ctx = ctx or DistContext(device)
     val = CocoInstanceDataset(cfg.data.val_images, cfg.data.val_annotations, with_masks=False)
-    gt = load_ground_truth(cfg.data.val_annotations, df2_categories=False) if ctx.is_main else None  # fail before inference
+    # rank 0 fails on a bad ground truth before any process spends time on inference
+    gt = load_ground_truth(cfg.data.val_annotations, df2_categories=False) if ctx.is_main else None
     records = run_inference(model, Subset(val, shard(len(val), ctx)), device, progress=progress)
     parts = gather_objects(ctx, records)
     if parts is None:
