@@ -285,6 +285,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iterations", type=int, default=1800, help="training steps per format for the AP table")
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds per format for the step table")
+    ap.add_argument("--train-images", type=int, default=600, help="synthetic training images for the AP table")
     ap.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES), help="which tables to measure")
     ap.add_argument("--probe", nargs=4, metavar=("FORMAT", "ANNOTATIONS", "IMAGES", "INDEX"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -293,7 +294,7 @@ def main() -> None:
         print(json.dumps(probe(fmt, Path(annotations), Path(images), int(index))))
         return
     torch.set_num_threads(1)
-    data = prepare_demo_data(args.out / "data", args.seed)
+    data = prepare_demo_data(args.out / "data", args.seed, args.train_images)
     tables, results = [], {"torch_threads": torch.get_num_threads()}
     if "memory" in args.tables or "step" in args.tables:
         big = item_images(args.out / "items", args.seed)

@@ -104,7 +104,8 @@ def train(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
 
     cfg = load_config(config, list(overrides))
     result = run_train(cfg, resume=resume)
-    click.echo(f"trained {result.iterations} iterations -> {result.final_checkpoint}")
+    click.echo(f"trained {result.steps} steps, now at iteration {result.iterations} of the schedule -> "
+               f"{result.final_checkpoint}")
     if result.metrics is not None:
         click.echo(result.metrics.format())
 

@@ -128,11 +128,23 @@ class TrainConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Backbone pretraining as a classifier of the training split's garment crops before the detector
+    trains (``fashionparse.engine.pretrain``): the stand-in for ImageNet weights where none exist."""
+
+    iterations: int = 0  # SGD steps; 0: off
+    batch_size: int = 32  # crops per step
+    crop_size: int = 96  # each item's box is resampled to crop_size x crop_size
+    lr: float = 0.05  # cosine-decayed to 0; momentum and weight decay come from solver
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -221,7 +233,7 @@ def _check_positive(value: float, where: str, src: str | None, allow_zero: bool 
 
 def validate(cfg: Config, src: str | None = None) -> Config:
     """Check allowed values and ranges; raise ConfigError naming the field."""
-    m, s, d, t = cfg.model, cfg.solver, cfg.data, cfg.train
+    m, s, d, t, p = cfg.model, cfg.solver, cfg.data, cfg.train, cfg.pretrain
     _check_choice(m.depth, DEPTHS, "model.depth", src)
     _check_choice(m.attention, ATTENTIONS, "model.attention", src)
     _check_choice(m.layout, LAYOUTS, "model.layout", src)
@@ -292,6 +304,12 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     if t.sync_bn and m.norm != "bn":
         raise ConfigError(f"needs model.norm=bn (got {m.norm!r}): only BatchNorm has statistics to synchronize",
                           path=src, field="train.sync_bn")
+    _check_positive(p.iterations, "pretrain.iterations", src, allow_zero=True)
+    for name in ("batch_size", "crop_size", "lr"):
+        _check_positive(getattr(p, name), f"pretrain.{name}", src)
+    if p.iterations and (m.backbone_weights or m.weights):
+        raise ConfigError("pretraining starts the body from scratch; unset model.backbone_weights and "
+                          "model.weights or set pretrain.iterations=0", path=src, field="pretrain.iterations")
     return cfg
 
 

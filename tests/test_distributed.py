@@ -155,7 +155,8 @@ def _cfg(root, out, batch_size, *extra):
         *data, f"train.output_dir={out}", f"solver.batch_size={batch_size}", "solver.reference_batch_size=1",
         "solver.warmup_iters=0", "data.num_workers=0", "model.min_size=[128]", "model.max_size=128",
         "model.box_batch_size_per_image=16", "model.box_positive_fraction=0.0625", "train.time_budget_s=null",
-        "train.checkpoint_period=1", "train.log_period=1", "train.eval_at_end=false", *extra])
+        "pretrain.iterations=0", "train.checkpoint_period=1", "train.log_period=1", "train.eval_at_end=false",
+        *extra])
 
 
 def _free_port() -> int:

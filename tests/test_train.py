@@ -22,7 +22,7 @@ def _cfg(root, out, *extra):
             f"data.val_images={root / 'split' / 'image'}", f"data.val_annotations={root / 'gt.json'}"]
     return load_config(DEMO, [*data, f"train.output_dir={out}", "data.num_workers=0", "solver.batch_size=2",
                               "model.min_size=[160]", "model.max_size=160", "train.time_budget_s=null",
-                              *extra])
+                              "pretrain.iterations=0", *extra])
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ from fashionparse.engine.distributed import (
     wrap_ddp,
 )
 from fashionparse.engine.precision import autocast, backward_and_step, grad_scaler, use_channels_last
+from fashionparse.engine.pretrain import WEIGHTS_NAME as PRETRAINED_BODY
+from fashionparse.engine.pretrain import pretrain_backbone
 from fashionparse.errors import ConfigError, FashionparseError
 from fashionparse.model import build_model, set_trainable
 from fashionparse.utils.io import atomic_write_text
@@ -60,10 +62,11 @@ class TrainingDiverged(FashionparseError):
 class TrainResult:
     output_dir: Path
     model: torch.nn.Module
-    iterations: int
+    iterations: int  # the schedule position reached (a time budget may skip part of the first stages)
     final_checkpoint: Path
     stopped_early: bool
     metrics: Any = None  # EvalResult when evaluation ran (on rank 0 only in a distributed run)
+    steps: int = 0  # optimizer steps this call actually ran
 
 
 def stage_at(stages: list[StageConfig], iteration: int) -> tuple[int, int]:
@@ -234,10 +237,12 @@ def _step(net: torch.nn.Module, batch, optimizer: torch.optim.Optimizer, scaler:
     return values
 
 
-def _prepare_model(cfg: Config, ctx: DistContext) -> torch.nn.Module:
-    """The configured model on this process's device: SyncBatchNorm in a distributed run with
-    ``train.sync_bn``, NHWC weights with ``train.channels_last`` on CUDA."""
-    model = build_model(cfg.model)
+def _prepare_model(cfg: Config, ctx: DistContext, backbone_weights: Path | None = None) -> torch.nn.Module:
+    """The configured model on this process's device, its body loaded from ``backbone_weights`` when given:
+    SyncBatchNorm in a distributed run with ``train.sync_bn``, NHWC weights with ``train.channels_last`` on
+    CUDA."""
+    model_cfg = cfg.model if backbone_weights is None else replace(cfg.model, backbone_weights=str(backbone_weights))
+    model = build_model(model_cfg)
     if cfg.train.sync_bn:
         if not ctx.distributed:
             tqdm.write("train.sync_bn: a single process has nothing to synchronize; plain BatchNorm")
@@ -276,7 +281,13 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> Tr
                                   mask_format=cfg.model.mask_format, minimask_shape=tuple(cfg.model.minimask_shape))
     if dataset.skipped.counts:
         tqdm.write(f"training data: {dataset.skipped.format()}")
-    model = _prepare_model(cfg, ctx)
+    pretrained = None
+    if cfg.pretrain.iterations and not resume:  # a resumed run takes every weight from its checkpoint
+        pretrained = out / "pretrain" / PRETRAINED_BODY
+        if ctx.is_main:
+            tqdm.write(pretrain_backbone(cfg, pretrained.parent, progress).format())
+        barrier(ctx)
+    model = _prepare_model(cfg, ctx, pretrained)
 
     iteration, samples, state = 0, 0, None  # samples: global samples consumed, over all processes
     if resume:
@@ -307,7 +318,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> Tr
     if state is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     started = time.monotonic()
-    stopped_early = False
+    stopped_early, steps = False, 0
     bar = tqdm(total=total, initial=iteration, desc="train", disable=not progress, dynamic_ncols=True)
     net = optimizer = scheduler = None
     stage_idx = -1
@@ -325,6 +336,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> Tr
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             iteration += 1
+            steps += 1
             samples += total_batch
             bar.update(1)
             elapsed = time.monotonic() - started
@@ -355,7 +367,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> Tr
     if cfg.train.eval_at_end and cfg.data.val_annotations:
         metrics = evaluate_config(model, cfg, device, out / "eval", progress=progress, ctx=ctx)
     barrier(ctx)  # the final files exist before any process returns
-    return TrainResult(out, model, iteration, out / FINAL, stopped_early, metrics)
+    return TrainResult(out, model, iteration, out / FINAL, stopped_early, metrics, steps)
 
 
 def _save_last(out: Path, ctx: DistContext, cfg: Config, model: torch.nn.Module, optimizer, scheduler, scaler,

@@ -156,7 +156,7 @@ def _load_matching(module: nn.Module, source: StateDict, origin: str, target: st
 
 def _backbone_skip(name: str, tensor: torch.Tensor, mine: torch.Tensor | None) -> str | None:
     if name.startswith(CLASSIFIER_PREFIXES):
-        return "ImageNet classifier"
+        return "classifier head"
     if mine is None and name.endswith(BN_COUNTER):
         return "BatchNorm step counter, unused by this norm"
     return None
