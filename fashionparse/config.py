@@ -135,7 +135,7 @@ class PretrainConfig:
     iterations: int = 0  # SGD steps; 0: off
     batch_size: int = 32  # crops per step
     crop_size: int = 96  # each item's box is resampled to crop_size x crop_size
-    lr: float = 0.05  # cosine-decayed to 0; momentum and weight decay come from solver
+    lr: float = 0.05  # constant; momentum and weight decay come from solver
 
 
 @dataclass

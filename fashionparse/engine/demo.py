@@ -25,7 +25,7 @@ from fashionparse.utils.io import atomic_write_json
 from fashionparse.visualize import draw_ground_truth_vs_prediction, save_image
 
 VAL_START_ID = 100_001  # validation files are 100001.jpg... so they never collide with training ids
-TRAIN_IMAGES, VAL_IMAGES = 3000, 150  # the demo's splits (crop pretraining overfits 600 images' garments)
+TRAIN_IMAGES, VAL_IMAGES = 4000, 150  # the demo's splits (crop pretraining overfits 600 images' garments)
 
 
 @dataclass
