@@ -48,11 +48,11 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
 
 
-def load_demo_config(overrides: list[str], iterations: int | None = None) -> Config:
-    """The demo's detector config for the benchmarks, which compare variants trained from scratch
-    (no crop pretraining), with ``overrides``; with ``iterations``, its schedule scaled to exactly that
+def load_demo_config(overrides: list[str], iterations: int | None = None, pretrain: bool = False) -> Config:
+    """The demo config for the benchmarks with ``overrides``: trained from scratch unless ``pretrain``
+    (the demo's crop pretraining kept); with ``iterations``, the detector's schedule scaled to exactly that
     many steps and no time budget."""
-    cfg = load_config(default_config_path(), ["pretrain.iterations=0", *overrides])
+    cfg = load_config(default_config_path(), [*([] if pretrain else ["pretrain.iterations=0"]), *overrides])
     if iterations is not None:
         cfg.solver.stages = scale_stages(cfg.solver.stages, iterations)
         cfg.train.time_budget_s = None
