@@ -34,6 +34,7 @@ from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.distributed import DistContext, scaled_lr, shard
 from fashionparse.engine.train import FINAL, LAST, evaluate_config, train
 from fashionparse.errors import ConfigError
+from train_fixtures import split_overrides
 
 DEMO = "configs/demo_cpu.yaml"
 # float32 parameters after one step from the same state agree to this fraction of the step's largest update
@@ -149,11 +150,10 @@ REAL_BUILD = train_mod.build_model
 
 
 def _cfg(root, out, batch_size, *extra):
-    data = [f"data.train_images={root / 'split' / 'image'}", f"data.train_annotations={root / 'gt.json'}",
-            f"data.val_images={root / 'split' / 'image'}", f"data.val_annotations={root / 'gt.json'}"]
     return load_config(DEMO, [
-        *data, f"train.output_dir={out}", f"solver.batch_size={batch_size}", "solver.reference_batch_size=1",
-        "solver.warmup_iters=0", "data.num_workers=0", "model.min_size=[128]", "model.max_size=128",
+        *split_overrides(root), f"train.output_dir={out}", f"solver.batch_size={batch_size}",
+        "solver.reference_batch_size=1", "solver.warmup_iters=0", "data.num_workers=0", "model.min_size=[128]",
+        "model.max_size=128",
         "model.box_batch_size_per_image=16", "model.box_positive_fraction=0.0625", "train.time_budget_s=null",
         "pretrain.iterations=0", "train.checkpoint_period=1", "train.log_period=1", "train.eval_at_end=false",
         *extra])

@@ -14,6 +14,7 @@ from fashionparse.engine.train import train
 from fashionparse.errors import ConfigError
 from fashionparse.model import build_model
 from fashionparse.model.weights import read_state_dict
+from train_fixtures import split_overrides
 
 DEMO = "configs/demo_cpu.yaml"
 RED, BLUE, GREY = (255, 0, 0), (0, 0, 255), (128, 128, 128)
@@ -52,10 +53,8 @@ def few(synthetic_coco):
 
 
 def _cfg(root, out, *extra):
-    data = [f"data.train_images={root / 'split' / 'image'}", f"data.train_annotations={root / 'gt.json'}",
-            f"data.val_images={root / 'split' / 'image'}", f"data.val_annotations={root / 'gt.json'}"]
-    return load_config(DEMO, [*data, f"train.output_dir={out}", "pretrain.iterations=4", "pretrain.batch_size=8",
-                              "pretrain.crop_size=32", *extra])
+    return load_config(DEMO, [*split_overrides(root), f"train.output_dir={out}", "pretrain.iterations=4",
+                              "pretrain.batch_size=8", "pretrain.crop_size=32", *extra])
 
 
 def test_pretrained_weights_load_into_the_detector_body(few, tmp_path):

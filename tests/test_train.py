@@ -7,6 +7,7 @@ from fashionparse.config import load_config
 from fashionparse.engine import train as train_mod
 from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.train import LAST, TrainingDiverged, train
+from train_fixtures import split_overrides
 
 DEMO = "configs/demo_cpu.yaml"
 
@@ -18,11 +19,9 @@ def handful(synthetic_coco):
 
 
 def _cfg(root, out, *extra):
-    data = [f"data.train_images={root / 'split' / 'image'}", f"data.train_annotations={root / 'gt.json'}",
-            f"data.val_images={root / 'split' / 'image'}", f"data.val_annotations={root / 'gt.json'}"]
-    return load_config(DEMO, [*data, f"train.output_dir={out}", "data.num_workers=0", "solver.batch_size=2",
-                              "model.min_size=[160]", "model.max_size=160", "train.time_budget_s=null",
-                              "pretrain.iterations=0", *extra])
+    return load_config(DEMO, [*split_overrides(root), f"train.output_dir={out}", "data.num_workers=0",
+                              "solver.batch_size=2", "model.min_size=[160]", "model.max_size=160",
+                              "train.time_budget_s=null", "pretrain.iterations=0", *extra])
 
 
 @pytest.mark.slow
