@@ -11,7 +11,7 @@ from fashionparse.config import load_config
 from fashionparse.data.dataset import CocoInstanceDataset
 from fashionparse.engine.pretrain import CropClassifier, garment_crops, pretrain_backbone
 from fashionparse.engine.train import train
-from fashionparse.errors import ConfigError
+from fashionparse.errors import AnnotationError, ConfigError
 from fashionparse.model import build_model
 from fashionparse.model.weights import read_state_dict
 from train_fixtures import split_overrides
@@ -45,6 +45,10 @@ def test_crops_cover_exactly_their_boxes(tmp_path):
     assert crops.labels.tolist() == [3, 7]
     for crop, colour in zip(crops.images, (RED, BLUE)):
         assert torch.equal(crop, torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1).expand(3, 8, 8))
+    coco["annotations"] = []
+    (tmp_path / "empty.json").write_text(json.dumps(coco))
+    with pytest.raises(AnnotationError, match="empty.json: no items to crop"):
+        garment_crops(CocoInstanceDataset(tmp_path, tmp_path / "empty.json", with_masks=False), 8, progress=False)
 
 
 @pytest.fixture(scope="module")
