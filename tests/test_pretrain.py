@@ -76,6 +76,21 @@ def test_pretrained_weights_load_into_the_detector_body(few, tmp_path):
     assert set(state) - set(body) >= {"fc.weight", "fc.bias"}
 
 
+def test_pretraining_follows_train_amp(few, tmp_path):
+    """``train.amp=bf16`` runs the classifier under bfloat16 autocast: its weights differ from the float32
+    run's (autocast is applied) by far less than the float32 run moved them from the start (it follows the
+    same trajectory: 13% of the move here)."""
+    torch.manual_seed(0)
+    start = CropClassifier(_cfg(few, tmp_path)).backbone_state_dict()  # pretraining seeds with train.seed = 0
+    runs = {}
+    for amp in ("none", "bf16"):  # a small lr keeps four steps near-linear (at 0.05 they part by half the move)
+        cfg = _cfg(few, tmp_path / amp, f"train.amp={amp}", "pretrain.lr=0.001")
+        runs[amp] = read_state_dict(pretrain_backbone(cfg, tmp_path / amp, progress=False).weights)
+    moved = sum(float((runs["none"][k] - start[k]).float().norm() ** 2) for k in start) ** 0.5
+    apart = sum(float((runs["bf16"][k] - runs["none"][k]).float().norm() ** 2) for k in start) ** 0.5
+    assert moved > 0 and 0 < apart < 0.25 * moved
+
+
 def test_train_pretrains_first_and_keeps_the_config(few, tmp_path):
     cfg = _cfg(few, tmp_path / "run", "train.time_budget_s=null", "data.num_workers=0", "solver.batch_size=2",
                "model.min_size=[128]", "model.max_size=128", "solver.warmup_iters=0", "train.eval_at_end=false",

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from fashionparse.config import Config
 from fashionparse.data.dataset import CocoInstanceDataset
+from fashionparse.engine.precision import autocast, backward_and_step, grad_scaler
 from fashionparse.errors import AnnotationError, ConfigError
 from fashionparse.model.backbone import build_body, image_normalization, stage_channels
 from fashionparse.utils.io import atomic_write_with
@@ -106,7 +107,7 @@ class PretrainResult:
 def pretrain_backbone(cfg: Config, out_dir: str | Path, progress: bool = True) -> PretrainResult:
     """Train ``cfg.model``'s body as a classifier of ``cfg.data``'s training crops for
     ``cfg.pretrain.iterations`` SGD steps (constant lr; momentum and weight decay from ``cfg.solver``;
-    random horizontal flips) and write its weights to ``out_dir/backbone.safetensors`` atomically.
+    random horizontal flips; mixed precision as ``cfg.train.amp``) and write its weights to ``out_dir/backbone.safetensors`` atomically.
 
     A constant lr because a cosine decay over the demo's 1,200 steps did no better (65% validation accuracy
     against 70% in one run each).
@@ -123,6 +124,8 @@ def pretrain_backbone(cfg: Config, out_dir: str | Path, progress: bool = True) -
     model = CropClassifier(cfg)
     optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=cfg.solver.momentum,
                                 weight_decay=cfg.solver.weight_decay)
+    device = torch.device("cpu")
+    scaler = grad_scaler(device, cfg.train.amp)
     model.train()
     bar = tqdm(range(p.iterations), desc="pretrain backbone", disable=not progress, dynamic_ncols=True)
     for step in bar:
@@ -130,13 +133,12 @@ def pretrain_backbone(cfg: Config, out_dir: str | Path, progress: bool = True) -
         images = crops.images[idx]
         flip = torch.rand(p.batch_size, generator=generator) < 0.5
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-        loss = F.cross_entropy(model(images), crops.labels[idx])
+        with autocast(device, cfg.train.amp):
+            loss = F.cross_entropy(model(images).float(), crops.labels[idx])
         if not torch.isfinite(loss):
             raise ConfigError(f"backbone pretraining loss became {loss.item()} at step {step}; lower it",
                               field="pretrain.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        backward_and_step(loss, optimizer, scaler, None)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     path = Path(out_dir) / WEIGHTS_NAME
