@@ -153,7 +153,7 @@ def _cfg(root, out, batch_size, *extra):
     return load_config(DEMO, [
         *split_overrides(root), f"train.output_dir={out}", f"solver.batch_size={batch_size}",
         "solver.reference_batch_size=1", "solver.warmup_iters=0", "data.num_workers=0", "model.min_size=[128]",
-        "model.max_size=128",
+        "model.max_size=128", "train.amp=none",  # float32: the comparisons' tolerances are float32's
         "model.box_batch_size_per_image=16", "model.box_positive_fraction=0.0625", "train.time_budget_s=null",
         "pretrain.iterations=0", "train.checkpoint_period=1", "train.log_period=1", "train.eval_at_end=false",
         *extra])
