@@ -107,7 +107,8 @@ class PretrainResult:
 def pretrain_backbone(cfg: Config, out_dir: str | Path, progress: bool = True) -> PretrainResult:
     """Train ``cfg.model``'s body as a classifier of ``cfg.data``'s training crops for
     ``cfg.pretrain.iterations`` SGD steps (constant lr; momentum and weight decay from ``cfg.solver``;
-    random horizontal flips; mixed precision as ``cfg.train.amp``) and write its weights to ``out_dir/backbone.safetensors`` atomically.
+    random horizontal flips; on the CPU, mixed precision as ``cfg.train.amp``) and write its weights to
+    ``out_dir/backbone.safetensors`` atomically.
 
     A constant lr because a cosine decay over the demo's 1,200 steps did no better (65% validation accuracy
     against 70% in one run each).
