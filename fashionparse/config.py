@@ -48,6 +48,9 @@ class ModelConfig:
     rpn_post_nms_top_n_test: int = 1000
     rpn_batch_size_per_image: int = 256
     box_batch_size_per_image: int = 512
+    # RoIAlign samples per bin side for the box and mask poolers (torchvision's 2; 0: adaptive). 1 makes the
+    # CPU demo's step about 10% faster: RoIAlign's backward is a sixth of it
+    roi_sampling_ratio: int = 2
     box_positive_fraction: float = 0.25
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
@@ -256,6 +259,7 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     for name in ("width", "fpn_channels", "max_size", "representation_size", "mask_head_channels",
                  "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img"):
         _check_positive(getattr(m, name), f"model.{name}", src)
+    _check_positive(m.roi_sampling_ratio, "model.roi_sampling_ratio", src, allow_zero=True)
     if not m.min_size or any(v <= 0 for v in m.min_size):
         raise ConfigError("needs at least one positive size", path=src, field="model.min_size")
     for name in ("box_positive_fraction", "box_score_thresh", "box_nms_thresh"):

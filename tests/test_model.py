@@ -94,7 +94,8 @@ def test_eval_forward_shapes():
 
 
 def test_config_fields_reach_the_model():
-    cfg = tiny(min_size=[96, 112, 128], max_size=150, box_nms_thresh=0.4, box_positive_fraction=0.3)
+    cfg = tiny(min_size=[96, 112, 128], max_size=150, box_nms_thresh=0.4, box_positive_fraction=0.3,
+               roi_sampling_ratio=1)
     model = build_model(dataclasses.replace(cfg, num_classes=6))
     t, rpn, roi = model.transform, model.rpn, model.roi_heads
     assert t.min_size == (96, 112, 128) and t.max_size == 150
@@ -104,6 +105,7 @@ def test_config_fields_reach_the_model():
     assert rpn.fg_bg_sampler.batch_size_per_image == 64
     assert roi.fg_bg_sampler.batch_size_per_image == 32 and roi.fg_bg_sampler.positive_fraction == 0.3
     assert roi.nms_thresh == 0.4 and roi.detections_per_img == cfg.box_detections_per_img
+    assert roi.box_roi_pool.sampling_ratio == roi.mask_roi_pool.sampling_ratio == 1
     assert rpn.anchor_generator.sizes == tuple((s,) for s in cfg.anchor_sizes)
     assert rpn.head.cls_logits.out_channels == len(cfg.aspect_ratios)
     assert roi.box_head.fc7.out_features == 64 and roi.box_predictor.cls_score.out_features == 6

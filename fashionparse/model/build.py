@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 BOX_POOL_SIZE = 7  # torchvision / Mask R-CNN paper RoIAlign sizes
 MASK_POOL_SIZE = 14
-POOL_SAMPLING_RATIO = 2
 
 
 def _log_report(report: LoadReport) -> None:
@@ -44,8 +43,8 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(tuple(cfg.aspect_ratios),) * levels
     )
     feature_names = list(RETURN_LAYERS.values())
-    box_pool = MultiScaleRoIAlign(feature_names, BOX_POOL_SIZE, POOL_SAMPLING_RATIO)
-    mask_pool = MultiScaleRoIAlign(feature_names, MASK_POOL_SIZE, POOL_SAMPLING_RATIO)
+    box_pool = MultiScaleRoIAlign(feature_names, BOX_POOL_SIZE, cfg.roi_sampling_ratio)
+    mask_pool = MultiScaleRoIAlign(feature_names, MASK_POOL_SIZE, cfg.roi_sampling_ratio)
     mask_in = cfg.mask_head_channels if cfg.mask_head_layers > 0 else cfg.fpn_channels
     model = MaskRCNN(
         backbone,
