@@ -15,6 +15,7 @@ Three measurements, each printed as a table (and written to ``--out``/results.js
    mask head's quality from the classifier's mistakes. A finished run with the same config is reused.
 
     .venv/bin/python benchmarks/bench_mask_formats.py [--iterations 1800] [--repeats 5] [--tables memory step ap]
+        [--formats full minimask polygon] [--set KEY=VALUE ...]
 
 The CPU may be shared: speed is measured interleaved so that load changes hit every format alike.
 """
@@ -201,10 +202,12 @@ def step_table(scenarios: dict[str, tuple[Path, Path, list[int], list[str]]], re
 # 3. mask AP after identical training
 
 
-def ap_table(data: list[str], out: Path, iterations: int, seed: int) -> tuple[str, dict]:
+def ap_table(data: list[str], out: Path, iterations: int, seed: int, extra: list[str],
+             formats: tuple[str, ...] = MASK_FORMATS) -> tuple[str, dict]:
+    """Train (or reuse) one run per format in ``formats`` with the ``extra`` overrides and tabulate them."""
     results = {}
-    for fmt in MASK_FORMATS:
-        cfg = load_demo_config([*data, f"train.output_dir={out / fmt}", f"train.seed={seed}",
+    for fmt in formats:
+        cfg = load_demo_config([*data, f"train.output_dir={out / fmt}", f"train.seed={seed}", *extra,
                                 f"model.mask_format={fmt}", "train.checkpoint_period=100000"], iterations)
         run = out / fmt
         if (run / "config.yaml").is_file() and (run / "config.yaml").read_text() == dump_config(cfg) \
@@ -218,7 +221,8 @@ def ap_table(data: list[str], out: Path, iterations: int, seed: int) -> tuple[st
         results[fmt] = {"box_AP": m.box.AP, **m.mask.metrics(),
                         **matched_mask_iou(Path(cfg.data.val_annotations), bbox, segm),
                         "per_category": {c.category_id: c.AP for c in m.mask.per_category}}
-    lines = [f"Mask AP after {iterations} iterations (synthetic demo data, seed {seed}; percent)",
+    setting = f"; {' '.join(extra)}" if extra else ""
+    lines = [f"Mask AP after {iterations} iterations (synthetic demo data, seed {seed}{setting}; percent)",
              f"{'format':<9} {'box AP':>7} {'mask AP':>8} {'AP50':>6} {'AP75':>6} {'APs':>6} {'APm':>6} "
              f"{'APl':>6} {'mask IoU':>9} {'matched':>8}"]
     for fmt, r in results.items():
@@ -229,6 +233,8 @@ def ap_table(data: list[str], out: Path, iterations: int, seed: int) -> tuple[st
     lines.append("mask IoU: mean mask IoU of each garment's highest-scoring same-category detection with box "
                  "IoU >= 0.5 (the mask head's quality, apart from the classifier's and the scores' mistakes); "
                  "matched: share of garments that have one")
+    if set(results) != set(MASK_FORMATS):  # the per-category comparison needs all three
+        return "\n".join(lines), results
     lines += ["", "Mask AP per category (percent) and difference to full",
               f"{'category':<24} {'full':>6} {'minimask':>9} {'diff':>6} {'polygon':>8} {'diff':>6}"]
     for cid in results["full"]["per_category"]:
@@ -287,6 +293,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds per format for the step table")
     ap.add_argument("--train-images", type=int, default=600, help="synthetic training images for the AP table")
     ap.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES), help="which tables to measure")
+    ap.add_argument("--formats", nargs="+", choices=MASK_FORMATS, default=list(MASK_FORMATS),
+                    help="formats to train for the AP table (split them over processes; finished runs are reused)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for the AP runs, repeatable (e.g. model.backbone_weights=BODY, "
+                         "train.amp=bf16)")
     ap.add_argument("--probe", nargs=4, metavar=("FORMAT", "ANNOTATIONS", "IMAGES", "INDEX"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.probe:
@@ -314,7 +325,8 @@ def main() -> None:
         tables.append(text)
         tqdm.write(text)
     if "ap" in args.tables:
-        text, results["ap"] = ap_table(data, args.out / "runs", args.iterations, args.seed)
+        text, results["ap"] = ap_table(data, args.out / "runs", args.iterations, args.seed, args.overrides,
+                                       tuple(args.formats))
         tables.append(text)
         tqdm.write(text)
     atomic_write_json(args.out / "results.json", results)
