@@ -45,6 +45,7 @@ def test_overrides_are_typed_yaml():
         ("solver.stages=[{trainable: 2+, iterations: 1, lr: 0.1}]", "solver.stages[0].trainable"),
         ("model.box_nms_thresh=1.5", "model.box_nms_thresh"),
         ("model.roi_sampling_ratio=-1", "model.roi_sampling_ratio"),
+        ("model.roi_align=cuda", "model.roi_align"),
         ("data.hflip_prob=true", "data.hflip_prob"),
     ],
 )
@@ -52,6 +53,11 @@ def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert str(err.value).startswith(field + ":")
+
+
+def test_gather_roi_align_needs_a_fixed_sampling_ratio():
+    with pytest.raises(ConfigError, match="^model.roi_align: gather needs a fixed"):
+        load_config(None, ["model.roi_align=gather", "model.roi_sampling_ratio=0"])
 
 
 def test_bad_file_names_the_file(tmp_path):

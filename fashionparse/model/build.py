@@ -13,6 +13,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from fashionparse.config import ModelConfig
 from fashionparse.model.backbone import RETURN_LAYERS, build_backbone, image_normalization
 from fashionparse.model.compact_heads import CompactMaskRoIHeads, CompactMaskTransform
+from fashionparse.model.roi_align import GatherMultiScaleRoIAlign
 from fashionparse.model.weights import LoadReport, load_backbone_weights, load_detector_weights
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(tuple(cfg.aspect_ratios),) * levels
     )
     feature_names = list(RETURN_LAYERS.values())
-    box_pool = MultiScaleRoIAlign(feature_names, BOX_POOL_SIZE, cfg.roi_sampling_ratio)
-    mask_pool = MultiScaleRoIAlign(feature_names, MASK_POOL_SIZE, cfg.roi_sampling_ratio)
+    pooler = GatherMultiScaleRoIAlign if cfg.roi_align == "gather" else MultiScaleRoIAlign
+    box_pool = pooler(feature_names, BOX_POOL_SIZE, cfg.roi_sampling_ratio)
+    mask_pool = pooler(feature_names, MASK_POOL_SIZE, cfg.roi_sampling_ratio)
     mask_in = cfg.mask_head_channels if cfg.mask_head_layers > 0 else cfg.fpn_channels
     model = MaskRCNN(
         backbone,
