@@ -6,11 +6,12 @@ that load changes on a shared machine hit both alike:
 1. **Pooler** forward + backward of the box (7x7) and mask (14x14) poolers, ``MultiScaleRoIAlign`` against
    ``GatherMultiScaleRoIAlign``, at 1 and 2 threads, for the demo's shapes (4 images at 256 px, 64 FPN
    channels, 256 box RoIs and 64 mask RoIs) and the DF2 recipe's (2 images at 800 x 1088, 256 channels,
-   1,024 box RoIs, 256 mask RoIs); RoI sizes drawn log-uniformly over the FPN levels, sampling ratio 1 and 2.
+   1,024 box RoIs, 256 mask RoIs), each with its config's sampling ratio (1 and 2); RoI sizes drawn
+   log-uniformly over the FPN levels.
 2. **Train step** of the demo config (``configs/demo_cpu.yaml`` with its own settings: bf16 autocast, one
    sample per bin) on a batch of 4 synthetic 256 px images, same weights and batch for both, 2 threads.
 
-    .venv/bin/python benchmarks/bench_roi_align.py [--repeats 10] [--out runs/bench_roi_align]
+    .venv/bin/python benchmarks/bench_roi_align.py [--repeats 5] [--out runs/bench_roi_align]
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from fashionparse.utils.io import atomic_write_json
 from torchvision.ops import MultiScaleRoIAlign
 
 NAMES = ["0", "1", "2", "3"]
-# name: (images, (height, width), FPN channels, box RoIs, mask RoIs)
+# name: (images, (height, width), FPN channels, box RoIs, mask RoIs, sampling ratio) of the two configs
 SCENARIOS = {
-    "demo 4 x 256 px, C 64": (4, (256, 256), 64, 256, 64),
-    "DF2 2 x 800x1088, C 256": (2, (800, 1088), 256, 1024, 256),
+    "demo 4 x 256 px, C 64": (4, (256, 256), 64, 256, 64, 1),
+    "DF2 2 x 800x1088, C 256": (2, (800, 1088), 256, 1024, 256, 2),
 }
 
 
@@ -57,28 +58,27 @@ def _once(fn) -> float:
 
 def pooler_table(repeats: int) -> tuple[str, list[dict]]:
     rows = []
-    for name, (images, hw, channels, box_rois, mask_rois) in SCENARIOS.items():
+    for name, (images, hw, channels, box_rois, mask_rois, ratio) in SCENARIOS.items():
         g = torch.Generator().manual_seed(0)
         features = {n: torch.randn(images, channels, hw[0] // 2 ** (2 + i), hw[1] // 2 ** (2 + i), generator=g,
                                    requires_grad=True) for i, n in enumerate(NAMES)}
         for pool_name, size, rois in (("box 7x7", 7, box_rois), ("mask 14x14", 14, mask_rois)):
             boxes = [_boxes(rois // images, hw, g) for _ in range(images)]
-            for ratio in (1, 2):
-                pools = {"torchvision": MultiScaleRoIAlign(NAMES, size, ratio),
-                         "gather": GatherMultiScaleRoIAlign(NAMES, size, ratio)}
-                for threads in (1, 2):
-                    torch.set_num_threads(threads)
-                    times = {k: [] for k in pools}
-                    for r in range(repeats + 1):
-                        for impl, pool in pools.items():
-                            t = _once(lambda: pool(features, boxes, [hw] * images).sum().backward())
-                            if r > 0:  # the first round infers the scales (torchvision's pooler for both)
-                                times[impl].append(t)
-                    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-                    rows.append({"scenario": name, "pooler": pool_name, "sampling_ratio": ratio,
-                                 "threads": threads, **{f"{k}_ms": v for k, v in med.items()}})
-                    tqdm.write(f"{name:<24} {pool_name:<10} sr {ratio} {threads} thr: "
-                               f"{med['torchvision']:8.1f} ms vs {med['gather']:7.1f} ms")
+            pools = {"torchvision": MultiScaleRoIAlign(NAMES, size, ratio),
+                     "gather": GatherMultiScaleRoIAlign(NAMES, size, ratio)}
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                times = {k: [] for k in pools}
+                for r in range(repeats + 1):
+                    for impl, pool in pools.items():
+                        t = _once(lambda: pool(features, boxes, [hw] * images).sum().backward())
+                        if r > 0:  # the first round is warm-up
+                            times[impl].append(t)
+                med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+                rows.append({"scenario": name, "pooler": pool_name, "sampling_ratio": ratio,
+                             "threads": threads, **{f"{k}_ms": v for k, v in med.items()}})
+                tqdm.write(f"{name:<24} {pool_name:<10} {threads} thr: "
+                           f"{med['torchvision']:8.1f} ms vs {med['gather']:7.1f} ms")
     lines = [f"RoIAlign forward + backward (median of {repeats}, interleaved)",
              f"{'scenario':<24} {'pooler':<10} {'ratio':>5} {'threads':>7} {'torchvision ms':>15} "
              f"{'gather ms':>10} {'speed-up':>9}"]
@@ -130,7 +130,7 @@ def step_table(out: Path, repeats: int) -> tuple[str, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_roi_align"))
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     pooled, rows = pooler_table(args.repeats)

@@ -17,7 +17,7 @@ from torchvision.ops.poolers import _setup_scales  # torchvision's scale inferen
 
 
 def _axis_samples(start: torch.Tensor, length: torch.Tensor, bins: int, sampling_ratio: int,
-                  size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                  size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Bilinear neighbours along one axis of the ``bins * sampling_ratio`` sample points of each RoI.
 
     ``start``/``length`` [K] are the RoIs' extent in feature-map pixels (``length`` already at least 1) and
@@ -30,8 +30,7 @@ def _axis_samples(start: torch.Tensor, length: torch.Tensor, bins: int, sampling
     # torchvision's expression and order: start + bin * bin_size + (sample + 0.5) * bin_size / sampling_ratio
     v = (start[:, None] + (steps // sampling_ratio)[None] * bin_size
          + (steps % sampling_ratio + 0.5)[None] * bin_size / sampling_ratio)  # [K, P]
-    size_ = size[:, None].to(v.dtype)
-    inside = (v >= -1.0) & (v <= size_)
+    inside = (v >= -1.0) & (v <= size[:, None].to(v.dtype))
     v = v.clamp(min=0)
     low = v.floor().long().clamp(max=size[:, None] - 1)
     at_edge = low >= size[:, None] - 1
