@@ -53,7 +53,7 @@ class ModelConfig:
     # CPU demo's step about 10% faster: RoIAlign's backward is a sixth of it
     roi_sampling_ratio: int = 2
     # training RoIAlign: torchvision's op, or "gather" (fashionparse.model.roi_align: the same numbers as one
-    # parallel weighted sum, 3-6x faster forward + backward on the CPU; needs roi_sampling_ratio > 0).
+    # parallel weighted sum, 2-4x faster forward + backward on the CPU; needs roi_sampling_ratio > 0).
     # Evaluation always pools with torchvision's op
     roi_align: str = "torchvision"
     box_positive_fraction: float = 0.25
