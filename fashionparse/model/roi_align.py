@@ -57,7 +57,7 @@ def roi_align_gather(features: list[torch.Tensor], boxes: torch.Tensor, batch_in
     # one [sum_l N*H_l*W_l, C] table of every level's feature vectors; per level its rows' offset and shape
     table = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, num_channels) for f in features]).float()
     sizes = torch.tensor([f.shape[-2:] for f in features], device=device)  # [L, 2] (H, W)
-    counts = torch.tensor([f.shape[0] * f.shape[2] * f.shape[3] for f in features], device=device)
+    counts = features[0].shape[0] * sizes.prod(1)  # rows per level: N * H_l * W_l
     offsets = torch.cumsum(counts, 0) - counts
     scale = torch.tensor(scales, device=device, dtype=torch.float32)[levels]
     h, w = sizes[levels, 0], sizes[levels, 1]
@@ -68,8 +68,8 @@ def roi_align_gather(features: list[torch.Tensor], boxes: torch.Tensor, batch_in
     # [K, P, Q, 2, 2] table rows and weights of every (row sample, column sample, neighbour pair)
     index = (base[:, None, None, None, None] + rows[:, :, None, :, None] * w[:, None, None, None, None]
              + cols[:, None, :, None, :])
-    weight = row_w[:, :, None, :, None] * col_w[:, None, :, None, :] / sampling_ratio**2
     s = sampling_ratio
+    weight = row_w[:, :, None, :, None] * col_w[:, None, :, None, :] / s**2
 
     def per_bin(t: torch.Tensor) -> torch.Tensor:  # [K, PH*s, PW*s, 2, 2] -> [K*PH*PW, s*s*4]
         return t.reshape(k, ph, s, pw, s, 4).permute(0, 1, 3, 2, 4, 5).reshape(k * ph * pw, s * s * 4)
