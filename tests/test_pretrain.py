@@ -76,6 +76,21 @@ def test_pretrained_weights_load_into_the_detector_body(few, tmp_path):
     assert set(state) - set(body) >= {"fc.weight", "fc.bias"}
 
 
+def test_frozen_bn_detector_gets_batchnorm_statistics_from_pretraining(few, tmp_path):
+    """A ``frozen_bn`` detector's body pretrains with trainable BatchNorm (a frozen BN built from scratch is
+    the identity): the file carries running statistics that moved off their (0, 1) start, and the detector's
+    frozen layers hold exactly those."""
+    cfg = _cfg(few, tmp_path, "model.norm=frozen_bn")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in CropClassifier(cfg).body.modules())
+    state = read_state_dict(pretrain_backbone(cfg, tmp_path, progress=False).weights)
+    assert not torch.equal(state["bn1.running_mean"], torch.zeros_like(state["bn1.running_mean"]))
+    assert not torch.equal(state["bn1.running_var"], torch.ones_like(state["bn1.running_var"]))
+    cfg.model.backbone_weights = str(tmp_path / "backbone.safetensors")
+    body = build_model(cfg.model).backbone.body
+    assert type(body.bn1).__name__ == "FrozenBatchNorm2d"
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        assert torch.equal(getattr(body.bn1, name), state[f"bn1.{name}"])
+
 def test_pretraining_follows_train_amp(few, tmp_path):
     """``train.amp=bf16`` runs the classifier under bfloat16 autocast: its weights differ from the float32
     run's (autocast is applied) by far less than the float32 run moved them from the start (it follows the

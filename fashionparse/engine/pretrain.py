@@ -10,7 +10,7 @@ exactly like an ImageNet file, the classifier skipped, so the detector then fine
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -61,11 +61,16 @@ def garment_crops(dataset: CocoInstanceDataset, size: int, progress: bool = True
 
 class CropClassifier(nn.Module):
     """The detector's body with global average pooling and a linear classifier named ``fc`` (timm's and
-    torchvision's name, which the backbone loader skips)."""
+    torchvision's name, which the backbone loader skips).
+
+    A detector that freezes BatchNorm gets a body pretrained with trainable BatchNorm, as ImageNet weights
+    are: a frozen BN built from scratch is the identity, and its statistics have to come from pretraining.
+    """
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
-        self.body = build_body(cfg.model)
+        norm = "bn" if cfg.model.norm == "frozen_bn" else cfg.model.norm
+        self.body = build_body(replace(cfg.model, norm=norm))
         self.fc = nn.Linear(stage_channels(cfg.model)[-1], cfg.model.num_classes)
         mean, std = image_normalization(cfg.model)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
