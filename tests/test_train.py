@@ -1,5 +1,7 @@
 """Training: a tiny parser really learns, resume continues exactly, a diverging loss stops cleanly."""
 
+import time
+
 import pytest
 import torch
 
@@ -81,6 +83,27 @@ def test_diverging_loss_stops_and_keeps_last_good_checkpoint(handful, tmp_path, 
     kept = load_checkpoint(tmp_path / "run" / LAST)
     assert kept["iteration"] == 2
     assert not (tmp_path / "run" / "model_final.pth").exists()
+
+
+def test_deadline_tightens_the_budget():
+    from fashionparse.engine.train import detector_budget
+
+    assert detector_budget(420.0, None, now=100.0) == 420.0
+    assert detector_budget(None, None, now=100.0) is None
+    assert detector_budget(420.0, 400.0, now=100.0) == 300.0  # 300 s left before the deadline
+    assert detector_budget(420.0, 1000.0, now=100.0) == 420.0  # the budget is the tighter limit
+    assert detector_budget(None, 400.0, now=100.0) == 300.0
+
+
+def test_passed_deadline_stops_after_one_step(handful, tmp_path):
+    """A deadline already behind (pretraining and data took the whole limit): the detector runs one step,
+    jumps to its last stage's start (position 4), finds the budget spent, keeps a checkpoint there and reports
+    the early stop."""
+    stages = "solver.stages=[{trainable: all, iterations: 4, lr: 0.01}, {trainable: all, iterations: 2, lr: 0.001}]"
+    cfg = _cfg(handful, tmp_path / "run", stages, "train.eval_at_end=false", "train.checkpoint_period=100")
+    result = train(cfg, progress=False, deadline=time.monotonic() - 1.0)
+    assert result.stopped_early and result.steps == 1 and result.iterations == 4
+    assert load_checkpoint(tmp_path / "run" / LAST)["iteration"] == 4
 
 
 def test_budget_moves_on_to_the_last_stage():

@@ -256,21 +256,32 @@ def _prepare_model(cfg: Config, ctx: DistContext, backbone_weights: Path | None 
     return model
 
 
-def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(cfg: Config, *, resume: bool = False, progress: bool = True,
+          deadline: float | None = None) -> TrainResult:
     """Train ``cfg`` into ``cfg.train.output_dir``; with ``resume`` continue from its last checkpoint.
 
     Under ``torchrun`` every process calls this: it joins the process group from the environment and leaves
-    it at the end; ranks other than 0 print nothing but errors and return ``metrics=None``.
+    it at the end; ranks other than 0 print nothing but errors and return ``metrics=None``. ``deadline``
+    (a ``time.monotonic()`` value, e.g. the end of the demo's whole-run limit) tightens
+    ``train.time_budget_s`` to the time left when the detector's loop starts, pretraining included.
     """
     ctx = init_distributed(cfg.train.device)
     silence_non_main(ctx)
     try:
-        return _train(cfg, ctx, resume=resume, progress=progress and ctx.is_main)
+        return _train(cfg, ctx, resume=resume, progress=progress and ctx.is_main, deadline=deadline)
     finally:
         shutdown(ctx)
 
 
-def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> TrainResult:
+def detector_budget(budget_s: float | None, deadline: float | None, now: float) -> float | None:
+    """The detector loop's wall-clock budget starting at ``now``: ``budget_s`` tightened to what is left
+    before ``deadline`` (both optional; ``None``: unlimited)."""
+    if deadline is None:
+        return budget_s
+    return deadline - now if budget_s is None else min(budget_s, deadline - now)
+
+
+def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadline: float | None) -> TrainResult:
     out = Path(cfg.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = ctx.device
@@ -318,6 +329,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> Tr
     if state is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     started = time.monotonic()
+    budget = detector_budget(cfg.train.time_budget_s, deadline, started)
+    if budget is not None and budget != cfg.train.time_budget_s:
+        tqdm.write(f"time budget: {budget:.0f} s left for the detector before the deadline")
     stopped_early, steps = False, 0
     bar = tqdm(total=total, initial=iteration, desc="train", disable=not progress, dynamic_ncols=True)
     net = optimizer = scheduler = None
@@ -340,9 +354,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> Tr
             samples += total_batch
             bar.update(1)
             elapsed = time.monotonic() - started
-            if cfg.train.time_budget_s is not None:
+            if budget is not None:
                 elapsed = max_across(ctx, elapsed)  # all ranks take the same budget decisions
-            skip_to = budget_skip(stages, iteration, elapsed, cfg.train.time_budget_s)
+            skip_to = budget_skip(stages, iteration, elapsed, budget)
             if skip_to > iteration:
                 tqdm.write(f"time budget: moving on to the last stage at iteration {iteration}")
                 bar.update(skip_to - iteration)
@@ -350,11 +364,11 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool) -> Tr
             if logger is not None and (iteration % cfg.train.log_period == 0 or iteration == total):
                 logger.log(iteration, {**values, "lr": lr, "stage": stage_idx})
                 bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
-            budget_spent = cfg.train.time_budget_s is not None and elapsed > cfg.train.time_budget_s
+            budget_spent = budget is not None and elapsed > budget
             if iteration % cfg.train.checkpoint_period == 0 or iteration == total or budget_spent:
                 _save_last(out, ctx, cfg, model, optimizer, scheduler, scaler, stage_idx, iteration, samples)
             if budget_spent and iteration < total:
-                tqdm.write(f"time budget of {cfg.train.time_budget_s:.0f} s spent at iteration {iteration}")
+                tqdm.write(f"time budget of {budget:.0f} s spent at iteration {iteration}")
                 stopped_early = True
                 break
     finally:
