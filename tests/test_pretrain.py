@@ -91,6 +91,7 @@ def test_frozen_bn_detector_gets_batchnorm_statistics_from_pretraining(few, tmp_
     for name in ("running_mean", "running_var", "weight", "bias"):
         assert torch.equal(getattr(body.bn1, name), state[f"bn1.{name}"])
 
+
 def test_pretraining_follows_train_amp(few, tmp_path):
     """``train.amp=bf16`` runs the classifier under bfloat16 autocast: its weights differ from the float32
     run's (autocast is applied) by far less than the float32 run moved them from the start (it follows the
