@@ -9,7 +9,8 @@ that load changes on a shared machine hit both alike:
    1,024 box RoIs, 256 mask RoIs), each with its config's sampling ratio (1 and 2); RoI sizes drawn
    log-uniformly over the FPN levels.
 2. **Train step** of the demo config (``configs/demo_cpu.yaml`` with its own settings: bf16 autocast, one
-   sample per bin) on a batch of 4 synthetic 256 px images, same weights and batch for both, 2 threads.
+   sample per bin and input size) on a batch of 4 synthetic 256 px images, same weights and batch for both,
+   2 threads.
 
     .venv/bin/python benchmarks/bench_roi_align.py [--repeats 5] [--out runs/bench_roi_align]
 """
@@ -120,7 +121,7 @@ def step_table(out: Path, repeats: int) -> tuple[str, dict]:
             if r > 0:
                 times[impl].append(t)
     med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    text = (f"Demo train step (configs/demo_cpu.yaml, batch 4 at 256 px, bf16, 2 threads, median of {repeats}, "
+    text = (f"Demo train step (configs/demo_cpu.yaml, batch 4 at {cfg.model.min_size[-1]} px, bf16, 2 threads, median of {repeats}, "
             f"interleaved)\n{'roi_align':<12} {'step ms':>8}\n"
             + "\n".join(f"{k:<12} {v:>8.1f}" for k, v in med.items())
             + f"\nspeed-up {med['torchvision'] / med['gather']:.2f}x")

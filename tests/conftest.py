@@ -27,15 +27,17 @@ def synthetic_coco(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CPU demo parser (SE-ResNet-18-FPN, 256 px) with random weights, saved as a real checkpoint.
+    """The CPU demo parser (SE-ResNet-18-FPN) at 256 px with random weights, saved as a real checkpoint.
 
-    Box score floor 0, so that the untrained model still returns instances (scores about 0.1).
+    Box score floor 0, so that the untrained model still returns instances (scores about 0.1). The input
+    size is pinned because the ONNX tests' hand-made letterbox cases are drawn for 256 px.
     """
     from fashionparse.config import load_config
     from fashionparse.engine.checkpoint import save_checkpoint
     from fashionparse.model import build_model
 
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "demo_cpu.yaml", ["model.box_score_thresh=0.0"])
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "demo_cpu.yaml",
+                      ["model.box_score_thresh=0.0", "model.min_size=[256]", "model.max_size=256"])
     torch.manual_seed(0)
     model = build_model(cfg.model)
     path = tmp_path_factory.mktemp("tiny_checkpoint") / "tiny.pth"
