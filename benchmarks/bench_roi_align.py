@@ -121,8 +121,8 @@ def step_table(out: Path, repeats: int) -> tuple[str, dict]:
             if r > 0:
                 times[impl].append(t)
     med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    text = (f"Demo train step (configs/demo_cpu.yaml, batch 4 at {cfg.model.min_size[-1]} px, bf16, 2 threads, median of {repeats}, "
-            f"interleaved)\n{'roi_align':<12} {'step ms':>8}\n"
+    text = (f"Demo train step (configs/demo_cpu.yaml, batch 4 at {cfg.model.min_size[-1]} px, bf16, 2 threads, "
+            f"median of {repeats}, interleaved)\n{'roi_align':<12} {'step ms':>8}\n"
             + "\n".join(f"{k:<12} {v:>8.1f}" for k, v in med.items())
             + f"\nspeed-up {med['torchvision'] / med['gather']:.2f}x")
     return text, med
