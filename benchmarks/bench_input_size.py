@@ -28,7 +28,7 @@ from fashionparse.data.dataset import CocoInstanceDataset, collate
 from fashionparse.data.synth import generate_split
 from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.demo import default_config_path
-from fashionparse.engine.precision import autocast
+from fashionparse.engine.precision import autocast, backward_and_step, grad_scaler
 from fashionparse.model import build_model
 from fashionparse.utils.io import atomic_write_json
 
@@ -45,7 +45,8 @@ def _setup(size: int, weights: dict | None):
 
 def size_table(data: CocoInstanceDataset, sizes: list[int], threads: int, repeats: int,
                weights: dict | None) -> tuple[str, list[dict]]:
-    """Median seconds per step (load + forward + backward + update) of each size, interleaved."""
+    """Median seconds per step (load + forward + backward + clipping + update, as in training) of each size,
+    interleaved."""
     torch.set_num_threads(threads)
     setups = {s: _setup(s, weights) for s in sizes}
     batch = setups[sizes[0]][0].solver.batch_size
@@ -53,14 +54,14 @@ def size_table(data: CocoInstanceDataset, sizes: list[int], threads: int, repeat
 
     def one_pass(size: int) -> float:
         cfg, model, optimizer = setups[size]
+        cpu = torch.device("cpu")
+        scaler = grad_scaler(cpu, cfg.train.amp)
         started = time.perf_counter()
         for i in starts:
             images, targets = collate([data[j] for j in range(i, i + batch)])
-            with autocast(torch.device("cpu"), cfg.train.amp):
+            with autocast(cpu, cfg.train.amp):
                 losses = model(list(images), list(targets))
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
+            backward_and_step(sum(losses.values()), optimizer, scaler, cfg.solver.clip_grad_norm)
         return (time.perf_counter() - started) / len(starts)
 
     times: dict[int, list[float]] = {s: [] for s in sizes}
