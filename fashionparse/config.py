@@ -63,6 +63,9 @@ class ModelConfig:
     representation_size: int = 1024
     mask_head_channels: int = 256
     mask_head_layers: int = 4
+    # positive RoIs per image the training mask branch sees, drawn at random (the box branch sees all); null:
+    # all, as torchvision. The mask head is the costliest part of a small model's step (README)
+    mask_rois_per_image: int | None = None
     mask_format: str = "polygon"  # full | minimask | polygon: how training keeps instance masks (bench_mask_formats)
     minimask_shape: list[int] = field(default_factory=lambda: [56, 56])  # (h, w) of a minimask crop
     backbone_weights: str | None = None  # local timm/ImageNet state dict file
@@ -264,6 +267,8 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     for name in ("width", "fpn_channels", "max_size", "representation_size", "mask_head_channels",
                  "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img"):
         _check_positive(getattr(m, name), f"model.{name}", src)
+    if m.mask_rois_per_image is not None:
+        _check_positive(m.mask_rois_per_image, "model.mask_rois_per_image", src)
     _check_positive(m.roi_sampling_ratio, "model.roi_sampling_ratio", src, allow_zero=True)
     _check_choice(m.roi_align, ROI_ALIGNS, "model.roi_align", src)
     if m.roi_align == "gather" and m.roi_sampling_ratio == 0:

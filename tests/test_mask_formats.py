@@ -24,7 +24,8 @@ from fashionparse.data.dataset import CocoInstanceDataset, collate
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError, ConfigError
 from fashionparse.model import build_model
-from fashionparse.model.compact_heads import CompactMaskRoIHeads, CompactMaskTransform, mask_loss, mask_targets
+from fashionparse.model.compact_heads import (CompactMaskRoIHeads, CompactMaskTransform, mask_loss, mask_targets,
+                                              subsample)
 
 torch.set_num_threads(1)
 
@@ -304,6 +305,54 @@ def test_training_step_with_an_empty_image_and_a_multi_polygon_item(tmp_path, fm
     assert compact["loss_mask"].item() == pytest.approx(full["loss_mask"].item(), rel=0.1)
 
 
+def test_subsample_keeps_all_in_order_or_draws_distinct_members():
+    idx = torch.tensor([3, 8, 9, 20, 21])
+    assert torch.equal(subsample(idx, None), idx) and torch.equal(subsample(idx, 5), idx)
+    torch.manual_seed(0)
+    drawn = subsample(idx, 2)
+    assert len(drawn) == 2 and len(set(drawn.tolist())) == 2 and set(drawn.tolist()) <= set(idx.tolist())
+    torch.manual_seed(0)
+    assert torch.equal(subsample(idx, 2), drawn)  # torch's global RNG: seeded runs repeat
+    assert len(subsample(idx[:0], 2)) == 0
+
+
+def _capped_step(images, targets, fmt: str, cap: int | None) -> tuple[dict, list[int], int]:
+    """One training step of the tiny model with ``mask_rois_per_image=cap``: its losses, the positive
+    proposals the RoI sampler drew per image and the number of RoIs the mask head received."""
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY, mask_format=fmt, mask_rois_per_image=cap)).train()
+    heads, seen, positives = model.roi_heads, [], []
+    heads.mask_head.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    select = heads.select_training_samples
+
+    def spy(*args):
+        sampled = select(*args)
+        positives.extend(int((labels > 0).sum()) for labels in sampled[2])
+        return sampled
+
+    heads.select_training_samples = spy
+    torch.manual_seed(1)
+    losses = model(list(images), list(targets))
+    assert len(seen) == 1
+    return losses, positives, seen[0]
+
+
+@pytest.mark.parametrize("fmt", ["full", "polygon"])
+def test_mask_rois_per_image_caps_the_mask_branch_and_leaves_the_box_branch(tmp_path, fmt):
+    """With a cap of 2 the mask head sees min(positives, 2) RoIs of each image; the RoI sampler's draw and
+    every other loss are bit for bit those of the uncapped step."""
+    path = _coco_file(tmp_path, [_ann(1, TWO_PARTS, 8), _ann(2, [HEXAGON], 1), _ann(3, [ELL], 7)])
+    ds = CocoInstanceDataset(tmp_path, path, mask_format=fmt)
+    images, targets = collate([ds[0], ds[0]])
+    full, positives, seen = _capped_step(images, targets, fmt, None)
+    capped, positives_capped, seen_capped = _capped_step(images, targets, fmt, 2)
+    assert positives_capped == positives and min(positives) > 2  # the cap bites in both images
+    assert seen == sum(positives) and seen_capped == 4
+    for key in ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"):
+        assert torch.equal(capped[key], full[key]), key
+    assert torch.isfinite(capped["loss_mask"]) and capped["loss_mask"] != full["loss_mask"]
+
+
 def test_full_format_is_torchvision_unchanged_and_inference_is_shared():
     full = build_model(TINY)
     assert type(full.roi_heads) is RoIHeads and type(full.transform) is GeneralizedRCNNTransform
@@ -328,3 +377,6 @@ def test_config_mask_format_and_minimask_shape_are_checked():
         load_config(None, ["model.mask_format=bitmask"])
     with pytest.raises(ConfigError, match="model.minimask_shape"):
         load_config(None, ["model.minimask_shape=[56]"])
+    assert load_config(None, ["model.mask_rois_per_image=8"]).model.mask_rois_per_image == 8
+    with pytest.raises(ConfigError, match="model.mask_rois_per_image"):
+        load_config(None, ["model.mask_rois_per_image=0"])

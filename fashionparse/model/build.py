@@ -35,7 +35,8 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
     pick one per image in training (eval uses the last). Weights: ``cfg.backbone_weights`` (ImageNet body)
     then ``cfg.weights`` (whole detector) are loaded from local files when set; the load reports are logged.
     ``cfg.mask_format`` minimask or polygon swaps in :mod:`~fashionparse.model.compact_heads`' RoI heads and
-    transform, which train on compact masks; parameters, state dict and inference are the same for all formats.
+    transform, which train on compact masks, and so does ``cfg.mask_rois_per_image`` for the heads;
+    parameters, state dict and inference are the same for all formats.
     """
     backbone = build_backbone(cfg)
     mean, std = image_normalization(cfg)
@@ -73,8 +74,9 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         mask_head=MaskRCNNHeads(cfg.fpn_channels, [cfg.mask_head_channels] * cfg.mask_head_layers, 1),
         mask_predictor=MaskRCNNPredictor(mask_in, cfg.mask_head_channels, cfg.num_classes),
     )
-    if cfg.mask_format != "full":  # compact training masks: same modules, other target path
-        model.roi_heads = CompactMaskRoIHeads.like(model.roi_heads)
+    if cfg.mask_format != "full" or cfg.mask_rois_per_image is not None:  # same modules, own mask branch
+        model.roi_heads = CompactMaskRoIHeads.like(model.roi_heads, cfg.mask_rois_per_image)
+    if cfg.mask_format != "full":  # compact training masks
         model.transform = CompactMaskTransform.like(model.transform)
     if cfg.backbone_weights:
         _log_report(load_backbone_weights(model, cfg.backbone_weights))

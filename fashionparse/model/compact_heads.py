@@ -1,4 +1,5 @@
-"""Mask R-CNN training on compact ground-truth masks (``model.mask_format`` minimask or polygon).
+"""Mask R-CNN's training mask branch on compact ground-truth masks (``model.mask_format`` minimask or
+polygon) and on a capped number of RoIs per image (``model.mask_rois_per_image``).
 
 torchvision's Mask R-CNN takes full-image masks: its transform resizes them as images and its RoI heads copy
 them to float32 to RoIAlign the targets (``methods.md`` §2). Two subclasses change only that:
@@ -7,6 +8,8 @@ them to float32 to RoIAlign the targets (``methods.md`` §2). Two subclasses cha
   ``resize`` (the boxes exactly as torchvision does).
 - :class:`CompactMaskRoIHeads` builds the mask targets of the positive proposals with the masks'
   ``crop_and_resize`` and applies torchvision's mask loss (per-pixel BCE on the labelled class's logits).
+  With ``mask_rois_per_image`` it trains the mask branch on at most that many of each image's positive
+  proposals, drawn at random (:func:`subsample`); the box branch still sees them all.
 
 Both also take full ``[N, H, W]`` masks and then behave exactly as torchvision. Inference is torchvision's.
 """
@@ -34,6 +37,15 @@ def mask_targets(masks: torch.Tensor | CompactMasks, boxes: torch.Tensor, matche
     return project_masks_on_boxes(masks, boxes, matched_idx, size)
 
 
+def subsample(indices: torch.Tensor, limit: int | None) -> torch.Tensor:
+    """At most ``limit`` of ``indices`` [K], drawn without replacement from torch's global RNG (as torchvision's
+    RoI sampler draws, so seeded and resumed runs repeat); all of them, in order, when ``limit`` is None or
+    K <= limit."""
+    if limit is None or len(indices) <= limit:
+        return indices
+    return indices[torch.randperm(len(indices), device=indices.device)[:limit]]
+
+
 def mask_loss(mask_logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """torchvision's Mask R-CNN loss given its targets: mean BCE between the logits [K, C, M, M] of each
     proposal's class ``labels`` [K] and ``targets`` [K, M, M]; 0 (keeping the graph) without proposals."""
@@ -52,16 +64,19 @@ class CompactMaskRoIHeads(RoIHeads):
     """
 
     _sampled: tuple[list[torch.Tensor], ...] | None = None  # the last draw, between the two methods
+    mask_rois_per_image: int | None = None  # the mask branch's positive proposals per image; None: all
 
     @classmethod
-    def like(cls, heads: RoIHeads) -> CompactMaskRoIHeads:
+    def like(cls, heads: RoIHeads, mask_rois_per_image: int | None = None) -> CompactMaskRoIHeads:
         """Heads sharing the submodules and settings of ``heads`` (same parameters, same state dict keys)."""
-        return cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
+        new = cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
                    heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
                    heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
                    heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
                    mask_roi_pool=heads.mask_roi_pool, mask_head=heads.mask_head,
                    mask_predictor=heads.mask_predictor)
+        new.mask_rois_per_image = mask_rois_per_image
+        return new
 
     def has_mask(self) -> bool:
         return not self.training and super().has_mask()
@@ -84,7 +99,7 @@ class CompactMaskRoIHeads(RoIHeads):
     def _mask_loss(self, features: dict[str, torch.Tensor], image_shapes: list[tuple[int, int]],
                    targets: list[Target], proposals: list[torch.Tensor], matched_idxs: list[torch.Tensor],
                    labels: list[torch.Tensor]) -> torch.Tensor:
-        positive = [torch.where(lab > 0)[0] for lab in labels]
+        positive = [subsample(torch.where(lab > 0)[0], self.mask_rois_per_image) for lab in labels]
         boxes = [p[i] for p, i in zip(proposals, positive)]
         matched = [m[i] for m, i in zip(matched_idxs, positive)]
         logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, boxes, image_shapes)))
