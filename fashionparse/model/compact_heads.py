@@ -70,11 +70,11 @@ class CompactMaskRoIHeads(RoIHeads):
     def like(cls, heads: RoIHeads, mask_rois_per_image: int | None = None) -> CompactMaskRoIHeads:
         """Heads sharing the submodules and settings of ``heads`` (same parameters, same state dict keys)."""
         new = cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
-                   heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
-                   heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
-                   heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
-                   mask_roi_pool=heads.mask_roi_pool, mask_head=heads.mask_head,
-                   mask_predictor=heads.mask_predictor)
+                  heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
+                  heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
+                  heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
+                  mask_roi_pool=heads.mask_roi_pool, mask_head=heads.mask_head,
+                  mask_predictor=heads.mask_predictor)
         new.mask_rois_per_image = mask_rois_per_image
         return new
 
