@@ -265,6 +265,9 @@ def test_full_pipeline_through_the_dataset_is_seeded_and_consistent(tmp_path):
         assert image.dtype == torch.float32 and image.shape == (3, H, W)
         assert target["boxes"].tolist() == [_tight_xyxy(m) for m in target["masks"]]
     assert not torch.equal(ds[(0, 0)][1]["masks"], ds[(0, 1)][1]["masks"])
+    state = torch.get_rng_state()
+    ds[(0, 7)]
+    assert torch.equal(torch.get_rng_state(), state)  # a seeded item leaves the global stream alone
 
 
 def test_synthetic_flip_keeps_the_garments_right_side_on_the_image_left(synthetic_coco):

@@ -172,8 +172,10 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             if seed is None:
                 image, target = self.transforms(image, target)
             else:
+                # the CPU generator only, the one fork_rng(devices=[]) restores: torch.manual_seed would also
+                # seed every CUDA generator for good (and on a CPU-only run queue that call with a traceback)
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
+                    torch.default_generator.manual_seed(seed)
                     image, target = self.transforms(image, target)
         return F.to_dtype(image, torch.float32, scale=True), target
 
