@@ -56,6 +56,9 @@ class ModelConfig:
     # parallel weighted sum, 2-4x faster forward + backward on the CPU; needs roi_sampling_ratio > 0).
     # Evaluation always pools with torchvision's op
     roi_align: str = "torchvision"
+    # box side (px at the model's input) whose RoIs pool from P4, the FPN paper's and torchvision's 224: a box
+    # of side s pools from level floor(4 + log2(s / scale)), clamped to P2..P5
+    roi_canonical_scale: int = 224
     box_positive_fraction: float = 0.25
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
@@ -265,7 +268,8 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     if m.num_classes < 2:
         raise ConfigError(f"must be >= 2 (background + 1), got {m.num_classes}", path=src, field="model.num_classes")
     for name in ("width", "fpn_channels", "max_size", "representation_size", "mask_head_channels",
-                 "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img"):
+                 "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img",
+                 "roi_canonical_scale"):
         _check_positive(getattr(m, name), f"model.{name}", src)
     if m.mask_rois_per_image is not None:
         _check_positive(m.mask_rois_per_image, "model.mask_rois_per_image", src)

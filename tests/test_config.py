@@ -46,6 +46,7 @@ def test_overrides_are_typed_yaml():
         ("model.box_nms_thresh=1.5", "model.box_nms_thresh"),
         ("model.roi_sampling_ratio=-1", "model.roi_sampling_ratio"),
         ("model.roi_align=cuda", "model.roi_align"),
+        ("model.roi_canonical_scale=0", "model.roi_canonical_scale"),
         ("data.hflip_prob=true", "data.hflip_prob"),
     ],
 )

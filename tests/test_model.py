@@ -122,6 +122,20 @@ def test_fpn_levels_and_strides():
     assert all(f.shape[1] == 32 for f in feats.values())
 
 
+@pytest.mark.parametrize("roi_align", ["torchvision", "gather"])
+@pytest.mark.parametrize("scale, side, level", [(224, 100, 2), (224, 112, 3), (56, 27, 2), (56, 56, 4),
+                                                (56, 200, 5)])
+def test_roi_canonical_scale_sets_the_pooling_level(roi_align, scale, side, level):
+    """A square box of side s pools from P(floor(4 + log2(s / scale))), clamped to P2..P5 (FPN paper, eq. 1)."""
+    model = build_model(tiny(roi_canonical_scale=scale, roi_align=roi_align, roi_sampling_ratio=1)).train()
+    features = {name: torch.rand(1, 8, 256 // stride, 256 // stride)
+                for name, stride in zip(("0", "1", "2", "3"), (4, 8, 16, 32))}
+    boxes = [torch.tensor([[10.0, 10.0, 10.0 + side, 10.0 + side]])]
+    for pool in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
+        pool(features, boxes, [(256, 256)])  # infers the scales and the level mapper
+        assert pool.map_levels(boxes).item() == level - 2
+
+
 # ----------------------------------------------------------------------------------------------------
 # attention
 

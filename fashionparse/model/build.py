@@ -46,8 +46,8 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
     )
     feature_names = list(RETURN_LAYERS.values())
     pooler = GatherMultiScaleRoIAlign if cfg.roi_align == "gather" else MultiScaleRoIAlign
-    box_pool = pooler(feature_names, BOX_POOL_SIZE, cfg.roi_sampling_ratio)
-    mask_pool = pooler(feature_names, MASK_POOL_SIZE, cfg.roi_sampling_ratio)
+    box_pool = pooler(feature_names, BOX_POOL_SIZE, cfg.roi_sampling_ratio, canonical_scale=cfg.roi_canonical_scale)
+    mask_pool = pooler(feature_names, MASK_POOL_SIZE, cfg.roi_sampling_ratio, canonical_scale=cfg.roi_canonical_scale)
     mask_in = cfg.mask_head_channels if cfg.mask_head_layers > 0 else cfg.fpn_channels
     model = MaskRCNN(
         backbone,
