@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -45,9 +46,10 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         sizes=tuple((s,) for s in cfg.anchor_sizes), aspect_ratios=(tuple(cfg.aspect_ratios),) * levels
     )
     feature_names = list(RETURN_LAYERS.values())
-    pooler = GatherMultiScaleRoIAlign if cfg.roi_align == "gather" else MultiScaleRoIAlign
-    box_pool = pooler(feature_names, BOX_POOL_SIZE, cfg.roi_sampling_ratio, canonical_scale=cfg.roi_canonical_scale)
-    mask_pool = pooler(feature_names, MASK_POOL_SIZE, cfg.roi_sampling_ratio, canonical_scale=cfg.roi_canonical_scale)
+    pooler_cls = GatherMultiScaleRoIAlign if cfg.roi_align == "gather" else MultiScaleRoIAlign
+    pooler = partial(pooler_cls, feature_names, sampling_ratio=cfg.roi_sampling_ratio,
+                     canonical_scale=cfg.roi_canonical_scale)
+    box_pool, mask_pool = pooler(output_size=BOX_POOL_SIZE), pooler(output_size=MASK_POOL_SIZE)
     mask_in = cfg.mask_head_channels if cfg.mask_head_layers > 0 else cfg.fpn_channels
     model = MaskRCNN(
         backbone,
