@@ -48,6 +48,9 @@ class ModelConfig:
     rpn_post_nms_top_n_train: int = 2000
     rpn_post_nms_top_n_test: int = 1000
     rpn_batch_size_per_image: int = 256
+    # IoU above which the RPN's NMS drops the lower-scoring proposal (torchvision's and detectron2's 0.7);
+    # higher keeps more overlapping proposals, so more of them match a garment and train the RoI heads
+    rpn_nms_thresh: float = 0.7
     box_batch_size_per_image: int = 512
     # RoIAlign samples per bin side for the box and mask poolers (torchvision's 2; 0: adaptive). 1 makes the
     # CPU demo's step about 10% faster: RoIAlign's backward is a sixth of it
@@ -280,7 +283,7 @@ def validate(cfg: Config, src: str | None = None) -> Config:
                           field="model.roi_align")
     if not m.min_size or any(v <= 0 for v in m.min_size):
         raise ConfigError("needs at least one positive size", path=src, field="model.min_size")
-    for name in ("box_positive_fraction", "box_score_thresh", "box_nms_thresh"):
+    for name in ("rpn_nms_thresh", "box_positive_fraction", "box_score_thresh", "box_nms_thresh"):
         v = getattr(m, name)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"must lie in [0, 1], got {v!r}", path=src, field=f"model.{name}")

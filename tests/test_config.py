@@ -44,6 +44,7 @@ def test_overrides_are_typed_yaml():
         ("solver.batch_size=0", "solver.batch_size"),
         ("solver.stages=[{trainable: 2+, iterations: 1, lr: 0.1}]", "solver.stages[0].trainable"),
         ("model.box_nms_thresh=1.5", "model.box_nms_thresh"),
+        ("model.rpn_nms_thresh=-0.1", "model.rpn_nms_thresh"),
         ("model.roi_sampling_ratio=-1", "model.roi_sampling_ratio"),
         ("model.roi_align=cuda", "model.roi_align"),
         ("model.roi_canonical_scale=0", "model.roi_canonical_scale"),

@@ -95,14 +95,14 @@ def test_eval_forward_shapes():
 
 def test_config_fields_reach_the_model():
     cfg = tiny(min_size=[96, 112, 128], max_size=150, box_nms_thresh=0.4, box_positive_fraction=0.3,
-               roi_sampling_ratio=1)
+               roi_sampling_ratio=1, rpn_nms_thresh=0.8)
     model = build_model(dataclasses.replace(cfg, num_classes=6))
     t, rpn, roi = model.transform, model.rpn, model.roi_heads
     assert t.min_size == (96, 112, 128) and t.max_size == 150
     assert t.image_mean == [0.485, 0.456, 0.406] and t.image_std == [0.229, 0.224, 0.225]
     assert rpn._pre_nms_top_n == dict(training=200, testing=100)
     assert rpn._post_nms_top_n == dict(training=100, testing=50)
-    assert rpn.fg_bg_sampler.batch_size_per_image == 64
+    assert rpn.fg_bg_sampler.batch_size_per_image == 64 and rpn.nms_thresh == 0.8
     assert roi.fg_bg_sampler.batch_size_per_image == 32 and roi.fg_bg_sampler.positive_fraction == 0.3
     assert roi.nms_thresh == 0.4 and roi.detections_per_img == cfg.box_detections_per_img
     assert roi.box_roi_pool.sampling_ratio == roi.mask_roi_pool.sampling_ratio == 1

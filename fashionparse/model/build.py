@@ -64,6 +64,7 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
         rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
         rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
+        rpn_nms_thresh=cfg.rpn_nms_thresh,
         box_roi_pool=box_pool,
         box_head=TwoMLPHead(cfg.fpn_channels * BOX_POOL_SIZE**2, cfg.representation_size),
         box_predictor=FastRCNNPredictor(cfg.representation_size, cfg.num_classes),
