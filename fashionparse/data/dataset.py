@@ -173,7 +173,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                 image, target = self.transforms(image, target)
             else:
                 # the CPU generator only, the one fork_rng(devices=[]) restores: torch.manual_seed would also
-                # seed every CUDA generator for good (and on a CPU-only run queue that call with a traceback)
+                # seed every CUDA generator for good (or, where CUDA is not initialised, queue that seeding)
                 with torch.random.fork_rng(devices=[]):
                     torch.default_generator.manual_seed(seed)
                     image, target = self.transforms(image, target)
