@@ -70,7 +70,7 @@ class ModelConfig:
     mask_head_channels: int = 256
     mask_head_layers: int = 4
     # positive RoIs per image the training mask branch sees, drawn at random (the box branch sees all); null:
-    # all, as torchvision. 8 makes the CPU demo's step 1.39x faster at equal AP per step (README)
+    # all, as torchvision. 8 makes the CPU demo's step 1.39x faster at equal AP per step (docs/demo_experiments.md)
     mask_rois_per_image: int | None = None
     mask_format: str = "polygon"  # full | minimask | polygon: how training keeps instance masks (bench_mask_formats)
     minimask_shape: list[int] = field(default_factory=lambda: [56, 56])  # (h, w) of a minimask crop
