@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 
 from fashionparse.categories import BY_ID, NUM_CATEGORIES
 from fashionparse.config import Config, from_dict
-from fashionparse.data.dataset import load_rgb
+from fashionparse.data.images import load_rgb, to_rgb
 from fashionparse.data.masks import mask_to_polygons
 from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.errors import CheckpointError
@@ -98,11 +98,12 @@ class Parser:
 
     @staticmethod
     def _to_tensor(image: Image.Image | np.ndarray | str | Path) -> torch.Tensor:
+        """A file is turned upright by its EXIF orientation; an in-memory image is taken as given."""
         if isinstance(image, (str, Path)):
-            image = load_rgb(image)
-        elif isinstance(image, np.ndarray):
-            image = Image.fromarray(image)
-        return F.to_dtype(F.pil_to_tensor(image.convert("RGB")), torch.float32, scale=True)
+            rgb = load_rgb(image)
+        else:
+            rgb = to_rgb(Image.fromarray(image) if isinstance(image, np.ndarray) else image, upright=False)
+        return F.to_dtype(F.pil_to_tensor(rgb), torch.float32, scale=True)
 
     def category_name(self, label: int) -> str:
         """DF2's name for a DF2 parser's label (13 classes + background); ``category N`` for other models,

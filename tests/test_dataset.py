@@ -69,16 +69,17 @@ def test_flip_moves_masks_and_boxes_together(tmp_path):
     assert all(torch.equal(half[(0, s)][1]["masks"], half[(0, s)][1]["masks"]) for s in range(5))
 
 
-def test_exif_orientation_is_applied(tmp_path):
+def test_exif_orientation_is_not_applied(tmp_path):
+    """Annotations are on the stored pixels, as DF2's official converter records the size (PIL's ``size``)."""
     im = Image.new("RGB", (30, 40))  # stored 30 wide, 40 high; EXIF 6 = rotate 90 -> shown 40x30
     exif = Image.Exif()
     exif[0x0112] = 6
     im.save(tmp_path / "img" / "r.jpg", exif=exif)
-    path = _write(tmp_path, [{"id": 1, "file_name": "r.jpg", "width": 40, "height": 30}], [])
+    path = _write(tmp_path, [{"id": 1, "file_name": "r.jpg", "width": 30, "height": 40}], [])
     image, _ = CocoInstanceDataset(tmp_path / "img", path)[0]
-    assert image.shape == (3, 30, 40)
-    wrong = _write(tmp_path, [{"id": 1, "file_name": "r.jpg", "width": 30, "height": 40}], [])
-    with pytest.raises(AnnotationError, match="width/height"):
+    assert image.shape == (3, 40, 30)
+    wrong = _write(tmp_path, [{"id": 1, "file_name": "r.jpg", "width": 40, "height": 30}], [])
+    with pytest.raises(AnnotationError, match="r.jpg: width/height: image is 30x40, annotation says 40x30"):
         CocoInstanceDataset(tmp_path / "img", wrong)[0]
 
 

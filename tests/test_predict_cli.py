@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from image_fixtures import broken_png, photo
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
@@ -26,20 +27,17 @@ THRESHOLD = "0.05"
 DF2_EXAMPLES = Path("/work/shared/fixtures/deepfashion2_official")  # DF2's official submission examples
 
 
-def photo(height: int, width: int, seed: int) -> Image.Image:
-    coarse = np.random.default_rng(seed).random((height // 16, width // 16, 3)) * 255
-    return Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BILINEAR)
-
-
 @pytest.fixture()
 def mixed_folder(tmp_path: Path) -> Path:
-    """000007.jpg and 000012.png decode; 000020.jpg is truncated; notes.txt is no image."""
+    """000007.jpg and 000012.png decode; 000020.jpg is truncated; 000031.png has a damaged chunk (PIL raises
+    SyntaxError, not OSError); notes.txt is no image."""
     folder = tmp_path / "photos"
     folder.mkdir()
     photo(160, 240, seed=1).save(folder / "000007.jpg", quality=95)
     photo(200, 128, seed=2).save(folder / "000012.png")
     whole = (folder / "000007.jpg").read_bytes()
     (folder / "000020.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "000031.png").write_bytes(broken_png())
     (folder / "notes.txt").write_text("not a picture\n")
     return folder
 
@@ -51,22 +49,22 @@ def test_mixed_folder_writes_the_good_reports_the_bad_and_exits_1(tiny_checkpoin
     result = CliRunner().invoke(predict, [str(tiny_checkpoint), str(mixed_folder), missing, "--out", str(out),
                                           "--score-threshold", THRESHOLD, "--batch-size", "2", "--device", "cpu"])
     assert result.exit_code == 1, result.output
-    assert "parsed 2 images" in result.stdout and "2 unreadable, 1 missing" in result.stdout
-    for name in ("000020.jpg", "notes.txt"):
+    assert "parsed 2 images" in result.stdout and "3 unreadable, 1 missing" in result.stdout
+    for name in ("000020.jpg", "000031.png", "notes.txt"):
         assert f"unreadable: {mixed_folder / name}" in result.stderr
     assert f"missing: {missing}: matched no files" in result.stderr
 
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["parsed"], summary["unreadable"], summary["missing"]) == (2, 2, 1)
+    assert (summary["parsed"], summary["unreadable"], summary["missing"]) == (2, 3, 1)
     assert sorted(Path(p["path"]).name for p in summary["problems"] if p["kind"] == "unreadable") == [
-        "000020.jpg", "notes.txt"]
+        "000020.jpg", "000031.png", "notes.txt"]
 
     images = json.loads((out / "images.json").read_text())
     assert [(i["id"], Path(i["file_name"]).name) for i in images] == [(7, "000007.jpg"), (12, "000012.png")]
     for entry in images:  # one overlay per parsed image, at the image's size
         with Image.open(out / entry["overlay"]) as overlay:
             assert overlay.size == (entry["width"], entry["height"])
-    assert not list((out / "overlays").glob("000020*")) and not list((out / "overlays").glob("notes*"))
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["000007.jpg", "000012.jpg"]
 
 
 def test_submission_files_load_in_pycocotools_and_match_the_api(tiny_checkpoint: Path, mixed_folder: Path,
@@ -107,7 +105,7 @@ def test_submission_files_load_in_pycocotools_and_match_the_api(tiny_checkpoint:
 
 def test_all_good_inputs_exit_0(tiny_checkpoint: Path, mixed_folder: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(predict, [str(tiny_checkpoint), str(mixed_folder / "000007.jpg"),
-                                          str(mixed_folder / "*.png"), "--out", str(tmp_path / "out")])
+                                          str(mixed_folder / "00001*.png"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["parsed"] == 2
 
@@ -122,7 +120,7 @@ def test_no_input_file_at_all_is_an_error(tiny_checkpoint: Path, tmp_path: Path)
 
 def test_inputs_are_expanded_once_each_in_order(mixed_folder: Path) -> None:
     files, problems = collect_inputs([mixed_folder / "000012.png", mixed_folder, str(mixed_folder / "*.jpg")])
-    assert [f.name for f in files] == ["000012.png", "000007.jpg", "000020.jpg", "notes.txt"]
+    assert [f.name for f in files] == ["000012.png", "000007.jpg", "000020.jpg", "000031.png", "notes.txt"]
     assert problems == []
 
 

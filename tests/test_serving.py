@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from image_fixtures import broken_png, encode, photo, sixteen_bit_png
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -24,18 +25,6 @@ from fashionparse.visualize import CATEGORY_COLORS
 torch.set_num_threads(1)
 
 THRESHOLD = 0.05
-
-
-def photo(height: int, width: int, seed: int = 0) -> Image.Image:
-    """A smooth random RGB picture (low-frequency noise upsampled bilinearly)."""
-    coarse = (np.random.default_rng(seed).random((max(2, height // 16), max(2, width // 16), 3)) * 255)
-    return Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BILINEAR)
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def upload(client: TestClient, data: bytes, name: str = "photo.png", content_type: str = "image/png"):
@@ -159,11 +148,14 @@ def test_non_images_are_415(client: TestClient) -> None:
     assert_error(upload(client, b"", "empty.jpg", "image/jpeg"), 415, "not_an_image")
     ppm = encode(photo(20, 20), "PPM")  # an image, but not an accepted format
     assert_error(upload(client, ppm, "photo.ppm", "image/x-portable-pixmap"), 415, "unsupported_image_format")
+    error = assert_error(upload(client, sixteen_bit_png(), "deep.png"), 415, "unsupported_image_mode")
+    assert "I;16" in error["message"]  # converted to RGB, it would be parsed as a white picture
 
 
 def test_corrupt_image_and_missing_file_are_422(client: TestClient) -> None:
     jpeg = encode(photo(100, 100), "JPEG")
     assert_error(upload(client, jpeg[: len(jpeg) // 2], "cut.jpg", "image/jpeg"), 422, "image_corrupt")
+    assert_error(upload(client, broken_png(), "chunk.png"), 422, "image_corrupt")
     assert_error(client.post("/v1/parse", data={"other": "x"}), 422, "invalid_request")
 
 

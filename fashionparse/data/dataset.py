@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
@@ -24,6 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from fashionparse.categories import BY_ID, TOTAL_LANDMARKS
 from fashionparse.config import MASK_FORMATS
 from fashionparse.data.compact_masks import CompactMasks, MiniMasks, PolygonMasks, coco_polygons
+from fashionparse.data.images import load_rgb
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError
 
@@ -43,16 +43,6 @@ class SkipCounts:
         if not self.counts:
             return "no annotations skipped"
         return ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Decode an image with its EXIF orientation applied, converted to RGB (grayscale, RGBA, P, CMYK)."""
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise AnnotationError(f"cannot decode image ({e})", path=path, field="image") from e
 
 
 class CocoInstanceDataset(torch.utils.data.Dataset):
@@ -158,10 +148,10 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         info = self.image_info(index)
         path = self.images_dir / info["file_name"]
-        pil = load_rgb(path)
+        pil = load_rgb(path, upright=False)  # annotations are on the stored pixels (data/images.py)
         if pil.size != (info["width"], info["height"]):
             raise AnnotationError(
-                f"image is {pil.size[0]}x{pil.size[1]} after EXIF orientation, annotation says "
+                f"image is {pil.size[0]}x{pil.size[1]}, annotation says "
                 f"{info['width']}x{info['height']}",
                 path=path,
                 field="width/height",

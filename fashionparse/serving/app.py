@@ -3,16 +3,18 @@ OpenAPI docs (``/docs``, ``/openapi.json``).
 
 The model loads once, in the app's lifespan. Every refusal is a JSON error ``{"error": {"code", "message"}}``:
 
-=====  ==========================  ====================================================================
-413    ``upload_too_large``        request body over ``max_upload_bytes`` (refused from Content-Length
-                                   before reading, or as soon as a streamed body passes the limit)
-413    ``too_many_pixels``         width x height over ``max_pixels``, read from the header (bombs)
-415    ``not_an_image``            not an image, or a format outside ``images.ACCEPTED_FORMATS``
-422    ``image_corrupt``           the header is fine, the pixel data is not
-422    ``invalid_request``         no ``file`` field, ...
-503    ``busy``                    ``workers`` running and ``max_waiting`` waiting (with ``Retry-After``)
-504    ``timeout``                 waiting + inference took longer than ``timeout_s``
-=====  ==========================  ====================================================================
+=====  ==============================  ====================================================================
+413    ``upload_too_large``            request body over ``max_upload_bytes`` (refused from Content-Length
+                                       before reading, or as soon as a streamed body passes the limit)
+413    ``too_many_pixels``             width x height over ``max_pixels``, read from the header (bombs)
+415    ``not_an_image``                not an image
+415    ``unsupported_image_format``    a format outside ``images.ACCEPTED_FORMATS``
+415    ``unsupported_image_mode``      16/32-bit or float pixels (``data.images.UNSUPPORTED_MODES``)
+422    ``image_corrupt``               the header is fine, the pixel data is not
+422    ``invalid_request``             no ``file`` field, ...
+503    ``busy``                        ``workers`` running and ``max_waiting`` waiting (with ``Retry-After``)
+504    ``timeout``                     waiting + inference took longer than ``timeout_s``
+=====  ==============================  ====================================================================
 """
 
 from __future__ import annotations

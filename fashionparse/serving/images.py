@@ -1,12 +1,14 @@
 """Uploaded bytes -> RGB image, safely: the format and pixel count are checked from the header before any
-pixel is decoded (decompression bombs), and EXIF orientation is applied as ``load_rgb`` does for files."""
+pixel is decoded (decompression bombs), then decoded upright by EXIF orientation with
+:func:`fashionparse.data.images.to_rgb`, as the CLI and the Python API decode files."""
 
 from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from fashionparse.data.images import DECODE_ERRORS, UnsupportedPixels, to_rgb
 from fashionparse.serving.http_errors import ServiceError
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})  # MPO: multi-picture JPEG
@@ -38,9 +40,12 @@ def open_upload(data: bytes, max_pixels: int) -> Image.Image:
 def decode_upload(image: Image.Image) -> Image.Image:
     """Decode an :func:`open_upload` image: EXIF orientation applied, converted to RGB.
 
-    422 ``image_corrupt`` when the header was fine but the data is not (truncated or damaged files).
+    415 ``unsupported_image_mode`` for 16/32-bit or float pixels; 422 ``image_corrupt`` when the header was
+    fine but the data is not (truncated or damaged files).
     """
     try:
-        return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, ValueError, SyntaxError) as e:  # PIL raises SyntaxError for some malformed headers
+        return to_rgb(image, upright=True)
+    except UnsupportedPixels as e:
+        raise ServiceError(415, "unsupported_image_mode", str(e)) from e
+    except DECODE_ERRORS as e:
         raise ServiceError(422, "image_corrupt", f"the {image.format} data cannot be decoded ({e})") from e

@@ -22,7 +22,7 @@ from torchvision.ops import box_iou
 from torchvision.transforms.v2.functional import pil_to_tensor, to_dtype
 
 from fashionparse.api import load_model
-from fashionparse.data.dataset import load_rgb
+from fashionparse.data.images import load_rgb
 from fashionparse.errors import ConfigError, FashionparseError
 from fashionparse.serving.onnx_predictor import (
     FORMAT,

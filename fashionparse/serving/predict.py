@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from fashionparse.data.dataset import load_rgb
+from fashionparse.data.images import load_rgb
 from fashionparse.errors import FashionparseError
 from fashionparse.serving.predictor import Predictor
 from fashionparse.serving.records import draw_overlay, submission_records
