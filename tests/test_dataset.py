@@ -90,3 +90,42 @@ def test_corrupt_image_and_missing_files_are_named(tmp_path):
         CocoInstanceDataset(tmp_path / "img", path)[0]
     with pytest.raises(AnnotationError, match="not found"):
         CocoInstanceDataset(tmp_path / "img", tmp_path / "missing.json")
+
+
+_GOOD_IMAGE = {"id": 1, "file_name": "a.png", "width": 40, "height": 30}
+_GOOD_ANN = _ann(1, 1, [2, 3, 20, 3, 20, 25])
+
+
+def _with(entry: dict, **changes) -> dict:
+    return {k: v for k, v in {**entry, **changes}.items() if v is not None}
+
+
+@pytest.mark.parametrize(("images", "annotations", "mask_format", "message"), [
+    ([_with(_GOOD_IMAGE, width=None)], [_GOOD_ANN], "full", "image 1.width: expected a positive integer, got None"),
+    ([_with(_GOOD_IMAGE, height="30")], [_GOOD_ANN], "full", "image 1.height: expected a positive integer"),
+    ([_with(_GOOD_IMAGE, file_name=None)], [_GOOD_ANN], "full", "image 1.file_name: expected a file name"),
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, image_id=99)], "full", "annotation 1.image_id: no image with id 99"),
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, bbox=None)], "full", r"annotation 1.bbox: expected \[x, y, width, height\]"),
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, bbox=[1, 2, 3])], "full", "annotation 1.bbox: expected"),
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, category_id="1")], "full", "annotation 1.category_id: expected an integer"),
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation=[[1, 2, 3, 4]])], "full",
+     "annotation 1.segmentation: segmentation polygon 0 has 4 values"),  # pycocotools would read it as a box
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation={"counts": "abc"})], "full",
+     "annotation 1.segmentation: RLE needs 'size' and 'counts'"),
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation={"size": [30, 40], "counts": "abc"})], "polygon",
+     "annotation 1.segmentation: segmentation is RLE"),
+])
+def test_malformed_entries_are_named_when_the_dataset_opens(tmp_path, images, annotations, mask_format, message):
+    path = _write(tmp_path, images, annotations)
+    with pytest.raises(AnnotationError, match=f"ann.json: {message}"):
+        CocoInstanceDataset(tmp_path / "img", path, mask_format=mask_format)
+
+
+def test_a_file_that_is_not_a_coco_object_is_named(tmp_path):
+    path = tmp_path / "ann.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(AnnotationError, match="ann.json: not a COCO instance file"):
+        CocoInstanceDataset(tmp_path / "img", path)
+    path.write_text(json.dumps({"images": [], "annotations": [{"image_id": 1}], "categories": []}))
+    with pytest.raises(AnnotationError, match="ann.json: not a COCO instance file \\(missing key 'id'\\)"):
+        CocoInstanceDataset(tmp_path / "img", path)

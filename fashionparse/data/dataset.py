@@ -87,8 +87,9 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             raise AnnotationError("image folder not found", path=self.images_dir)
         try:
             self.coco = _quiet_coco(self.annotations)
-        except (ValueError, KeyError, TypeError) as e:
-            raise AnnotationError(f"not a COCO instance file ({e})", path=self.annotations) from e
+        except (AssertionError, ValueError, KeyError, TypeError) as e:  # pycocotools asserts a top-level object
+            reason = f"missing key {e}" if isinstance(e, KeyError) else str(e) or "the top level is not an object"
+            raise AnnotationError(f"not a COCO instance file ({reason})", path=self.annotations) from e
         self.ids: list[int] = sorted(self.coco.imgs)
         self.transforms = transforms
         self.with_masks = with_masks
@@ -97,13 +98,51 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         self.skipped = SkipCounts()
         cats = self.coco.cats.values()
         self.with_landmarks = bool(cats) and all(len(c.get("keypoints", ())) == TOTAL_LANDMARKS for c in cats)
+        for image_id, info in self.coco.imgs.items():
+            self._check_image(image_id, info)
         for ann in self.coco.anns.values():
+            self._check_annotation(ann)
             info = self.coco.imgs[ann["image_id"]]
             reason = reject_reason(ann, int(info["width"]), int(info["height"]))
             if reason:
                 self.skipped.add(reason)
             elif self.with_landmarks:
                 self._check_landmarks(ann)
+
+    def _error(self, message: str, field: str) -> AnnotationError:
+        return AnnotationError(message, path=self.annotations, field=field)
+
+    def _check_image(self, image_id: int, info: dict) -> None:
+        """Raise on an ``images`` entry the dataset could not read an image and its size from."""
+        if not isinstance(info.get("file_name"), str) or not info["file_name"]:
+            raise self._error("expected a file name", f"image {image_id}.file_name")
+        for key in ("width", "height"):
+            value = info.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise self._error(f"expected a positive integer, got {value!r}", f"image {image_id}.{key}")
+
+    def _check_annotation(self, ann: dict) -> None:
+        """Raise on an annotation field the targets are built from: its image, category, box and outline."""
+        where = f"annotation {ann['id']}"
+        if ann.get("image_id") not in self.coco.imgs:
+            raise self._error(f"no image with id {ann.get('image_id')!r}", f"{where}.image_id")
+        category = ann.get("category_id")
+        if not isinstance(category, int) or isinstance(category, bool):
+            raise self._error(f"expected an integer, got {category!r}", f"{where}.category_id")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise self._error(f"expected [x, y, width, height] as 4 finite numbers, got {bbox!r}", f"{where}.bbox")
+        if not self.with_masks:
+            return
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, dict) and self.mask_format == "full":
+            if not {"size", "counts"} <= segmentation.keys():
+                raise self._error("RLE needs 'size' and 'counts'", f"{where}.segmentation")
+            return
+        try:
+            coco_polygons(segmentation)
+        except ValueError as e:
+            raise self._error(f"segmentation {e}", f"{where}.segmentation") from e
 
     def _check_landmarks(self, ann: dict) -> None:
         """Raise on a malformed ``keypoints`` field; count what :func:`_landmarks` will leave out."""
@@ -119,6 +158,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             n = len(values) if isinstance(values, list) else type(values).__name__
             raise AnnotationError(f"expected {3 * TOTAL_LANDMARKS} values, got {n}", path=self.annotations,
                                   field=f"{where}.keypoints")
+        if not all(_is_number(v) for v in values):
+            raise AnnotationError("expected numbers", path=self.annotations, field=f"{where}.keypoints")
         outside = np.asarray(values, dtype=np.float64).reshape(TOTAL_LANDMARKS, 3)
         outside[BY_ID[ann["category_id"]].slots] = 0
         if outside.any():
@@ -204,13 +245,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         if self.mask_format == "full":
             masks = [polygons_to_mask(ann["segmentation"], h, w) for ann in anns]
             return tv_tensors.Mask(torch.from_numpy(np.stack(masks) if masks else np.zeros((0, h, w), np.uint8)))
-        polygons = []
-        for ann in anns:
-            try:
-                polygons.append(coco_polygons(ann["segmentation"]))
-            except ValueError as e:
-                raise AnnotationError(f"segmentation {e}", path=self.annotations,
-                                      field=f"annotation {ann.get('id')}.segmentation") from e
+        polygons = [coco_polygons(ann["segmentation"]) for ann in anns]  # checked in __init__
         masks = PolygonMasks(polygons, (h, w)).clipped()
         return masks if self.mask_format == "polygon" else MiniMasks.from_polygons(masks, self.minimask_shape)
 
@@ -223,6 +258,10 @@ def _landmarks(ann: dict) -> np.ndarray:
         slots = BY_ID[ann["category_id"]].slots
         out[slots] = np.asarray(ann["keypoints"], dtype=np.float64).reshape(TOTAL_LANDMARKS, 3)[slots]
     return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def _clipped_xyxy(bbox: list[float], width: int, height: int) -> list[float]:
