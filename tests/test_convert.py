@@ -163,3 +163,16 @@ def test_skipped_are_counted_and_strict_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(AnnotationError, match="item2.category_name"):
         convert(root, strict_out, strict=True)
     assert not strict_out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["coco.json", "split"]
+
+
+def test_short_polygon_dropped_item_converted(tmp_path: Path) -> None:
+    item = make_item(3, (10, 5, 40, 30))
+    item["segmentation"].append([12, 6, 30, 6])  # 2 points: the official script copies it, we drop it
+    root = write_split(tmp_path / "split", {5: make_annotation(item)}, size=(64, 48))
+    out = tmp_path / "coco.json"
+    summary = convert(root, out)
+    assert (summary.annotations, summary.skipped_items, summary.report.dropped_polygons) == (1, 0, 1)
+    assert "skipped 0 images, 0 items, 1 polygons (1 problems)" in str(summary)
+    (ann,) = json.loads(out.read_text())["annotations"]
+    assert ann["segmentation"] == [[10, 5, 40, 5, 40, 30, 10, 30, 10, 5]]
+    assert (ann["category_id"], ann["bbox"], ann["area"]) == (3, [10, 5, 30, 25], 750)

@@ -86,8 +86,8 @@ ITEM_CASES = [
      f"outside the {W}x{H} image"),
     ("polygon_odd", _set("segmentation", [[1, 1, 10, 1, 10, 10, 1]]), "bad_polygon", "segmentation",
      "polygon 0 has an odd number of coordinates (7)"),
-    ("polygon_2_points", _set("segmentation", [[1, 1, 5, 5, 9, 9], [1, 1, 10, 10]]), "bad_polygon", "segmentation",
-     "polygon 1 has 2 points, needs at least 3"),
+    ("only_polygon_2_points", _set("segmentation", [[1, 1, 10, 10]]), "bad_polygon", "segmentation",
+     "polygon 0 has 2 points, needs at least 3"),
     ("polygon_outside", _set("segmentation", [[1, 1, 10, 1, -5, 10]]), "polygon_outside", "segmentation",
      "polygon 0 has point (-5, 10) outside"),
     ("polygon_not_numbers", _set("segmentation", [[1, 1, "a", 1, 5, 5]]), "bad_polygon", "segmentation",
@@ -117,6 +117,43 @@ def test_item_rule_skips_only_that_item(tmp_path: Path, mutate, kind: str, field
         read(root, strict=True)
     assert str(err.value) == str(problem)
     assert err.value.field == f"item2.{field}" and err.value.path == str(anno_path(root, 3))
+
+
+def test_polygon_2_points_dropped_item_kept(tmp_path: Path) -> None:
+    bad = make_item(1, (10, 5, 40, 30))
+    rectangle = bad["segmentation"][0]
+    bad["segmentation"] = [rectangle, [1, 1, 10, 10], [12, 6, 30, 6, 30, 20]]
+    root = write_split(tmp_path, {3: make_annotation(make_item(9, (2, 2, 20, 20)), bad)}, size=SIZE)
+    report = read(root)
+    (problem,) = report.problems
+    assert (problem.kind, problem.item, problem.field, problem.level) == ("short_polygon", "item2", "segmentation",
+                                                                          "part")
+    assert problem.message == "polygon 1 has 2 points, needs at least 3; dropped"
+    assert report.skipped_items == 0 and report.dropped_polygons == 1
+    kept = report.records[0].items[1]
+    assert kept.key == "item2" and kept.bounding_box == (10, 5, 40, 30)
+    assert [list(p) for p in kept.segmentation] == [[10, 5, 40, 5, 40, 30, 10, 30, 10, 5], [12, 6, 30, 6, 30, 20]]
+    assert list(kept.landmarks) == bad["landmarks"]
+    table = report.summary_table()
+    assert table.splitlines()[0].endswith("2 items kept, 0 skipped; 1 polygons dropped")
+    assert next(ln for ln in table.splitlines() if "short_polygon" in ln).split()[:3] == ["1", "short_polygon", "part"]
+    with pytest.raises(AnnotationError, match="item2.segmentation: polygon 1 has 2 points"):
+        read(root, strict=True)
+
+
+def test_item_key_not_item_number(tmp_path: Path) -> None:
+    anno = make_annotation(make_item(1, (2, 2, 30, 30)))
+    anno["item_2"] = make_item(9, (5, 5, 20, 20))
+    anno["itemX"] = make_item(9, (5, 5, 20, 20))
+    root = write_split(tmp_path, {4: anno}, size=SIZE)
+    report = read(root)
+    assert [(p.kind, p.item, p.level) for p in report.problems] == [("bad_item_key", "itemX", "item"),
+                                                                     ("bad_item_key", "item_2", "item")]
+    assert [it.key for it in report.records[0].items] == ["item1"]
+    assert report.skipped_items == 2 and report.skipped_images == 0
+    with pytest.raises(AnnotationError) as err:
+        read(root, strict=True)
+    assert err.value.path == str(anno_path(root, 4)) and err.value.field == "itemX"
 
 
 def test_item_not_an_object(tmp_path: Path) -> None:
@@ -171,6 +208,7 @@ IMAGE_CASES = [
      "required field is missing"),
     ("pair_id_string", _case_anno(lambda a: a.__setitem__("pair_id", "12")), "bad_pair_id", "annos", "pair_id",
      "must be an integer, got '12'"),
+    ("no_items", _case_anno(lambda a: a.__delitem__("item1")), "no_items", "annos", None, "has no item"),
     ("missing_image", lambda root: image_path(root, 2).unlink(), "missing_image", "annos", None,
      "no image image/000002.jpg"),
     ("missing_annotation", lambda root: anno_path(root, 2).unlink(), "missing_annotation", "image", None,

@@ -1,8 +1,11 @@
 """DeepFashion2 split -> one COCO JSON, field for field like the official ``deepfashion2_to_coco.py``.
 
-Reference: ``shared/reference/deepfashion2.md`` §2. Differences from the official script, all additive:
-items are taken in image-id then item-number order (the official script follows file key order), and
-each annotation also keeps ``source``, ``scale``, ``occlusion``, ``zoom_in`` and ``viewpoint``.
+Reference: ``shared/reference/deepfashion2.md`` §2. Differences from the official script: items are taken
+in image-id then item-number order (the official script follows file key order); each annotation also keeps
+``source``, ``scale``, ``occlusion``, ``zoom_in`` and ``viewpoint``; and the input is validated first
+(:func:`~fashionparse.data.df2.read_split`): bad images and items are skipped, and a polygon of fewer than 3
+points is dropped from an item that keeps another (the official script validates nothing and copies such
+polygons through), each counted in :class:`ConvertSummary`.
 """
 
 from __future__ import annotations
@@ -133,8 +136,8 @@ class ConvertSummary:
 
     def __str__(self) -> str:
         return (f"wrote {self.out_json}: {self.images} images, {self.annotations} annotations; "
-                f"skipped {self.skipped_images} images, {self.skipped_items} items "
-                f"({len(self.report.problems)} problems)")
+                f"skipped {self.skipped_images} images, {self.skipped_items} items, "
+                f"{self.report.dropped_polygons} polygons ({len(self.report.problems)} problems)")
 
 
 def convert_split(root: str | Path, out_json: str | Path, *, strict: bool = False, workers: int | None = None,

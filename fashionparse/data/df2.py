@@ -5,8 +5,9 @@ A DF2 split is a folder holding ``image/NNNNNN.jpg`` and ``annos/NNNNNN.json`` (
 field, and returns the good records plus a list of :class:`Problem` (what was skipped and why).
 
 Lenient mode (default) skips a bad item, or the whole image when the image file or the image-level
-annotation is bad; ``strict=True`` raises :class:`~fashionparse.errors.AnnotationError` at the first
-problem instead.
+annotation is bad (including one without any ``itemN``); a polygon of fewer than 3 points is dropped from
+an item that keeps another polygon (the official converter copies such polygons through). ``strict=True``
+raises :class:`~fashionparse.errors.AnnotationError` at the first problem instead.
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ PROBLEM_KINDS: dict[str, str] = {
     "missing_annotation": "image without annotation",
     "bad_image": "image file not decodable",
     "bad_json": "annotation file unreadable or not a JSON object",
+    "no_items": "annotation has no itemN entry",
     "missing_field": "required field missing",
     "bad_source": "source is not 'shop' or 'user'",
     "bad_pair_id": "pair_id is not an integer",
     "bad_item": "item is not a JSON object",
+    "bad_item_key": "key starts with 'item' but is not itemN (N a number)",
     "bad_category": "category_id is not an integer 1..13",
     "category_mismatch": "category_name does not match category_id",
     "bad_style": "style is not an integer >= 0",
@@ -63,9 +66,12 @@ PROBLEM_KINDS: dict[str, str] = {
     "bad_bbox": "bounding_box malformed or of non-positive size",
     "bbox_outside": "bounding_box outside the image",
     "bad_polygon": "segmentation polygon malformed",
+    "short_polygon": "polygon of < 3 points dropped (item kept)",
     "polygon_outside": "segmentation polygon outside the image",
     "bad_landmarks": "landmarks malformed, wrong length or bad visibility flag",
 }
+# Item problem kinds that drop only part of the item (the item is kept); every other item kind skips it.
+PART_KINDS = frozenset({"short_polygon"})
 
 _ITEM_KEY = re.compile(r"item([0-9]+)")
 _IMAGE_ID = re.compile(r"[0-9]+")
@@ -125,13 +131,20 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation failure. ``item`` is None for image-level problems (which skip the image)."""
+    """One validation failure. ``item`` is None for image-level problems (which skip the image); see ``level``."""
 
     file: str
     item: str | None
     field: str | None
     message: str
     kind: str
+
+    @property
+    def level(self) -> str:
+        """What the problem skips: ``image``, ``item`` or ``part`` (of a kept item, see ``PART_KINDS``)."""
+        if self.item is None:
+            return "image"
+        return "part" if self.kind in PART_KINDS else "item"
 
     @property
     def location(self) -> str | None:
@@ -156,6 +169,7 @@ class SplitReport:
 
     ``skipped_items`` counts bad items dropped from kept images; items of skipped images are not
     counted again. ``ignored_files`` counts files that could not be tied to an image id.
+    ``dropped_polygons`` counts polygons of fewer than 3 points (each also a ``short_polygon`` problem).
     """
 
     root: Path
@@ -169,17 +183,22 @@ class SplitReport:
     def num_items(self) -> int:
         return sum(len(r.items) for r in self.records)
 
+    @property
+    def dropped_polygons(self) -> int:
+        return sum(p.kind == "short_polygon" for p in self.problems)
+
     def summary_table(self) -> str:
         """Totals line plus one row per (problem kind, scope), most frequent first."""
         lines = [
             f"DF2 split {self.root}: {len(self.records)} images kept, {self.skipped_images} skipped; "
             f"{self.num_items} items kept, {self.skipped_items} skipped"
+            + (f"; {self.dropped_polygons} polygons dropped" if self.dropped_polygons else "")
             + (f"; {self.ignored_files} files ignored" if self.ignored_files else "")
         ]
         if not self.problems:
             lines.append("no problems found")
             return "\n".join(lines)
-        counts = Counter((p.kind, "item" if p.item else "image") for p in self.problems)
+        counts = Counter((p.kind, p.level) for p in self.problems)
         lines.append(f"{'problems':>8}  {'kind':<18}  {'level':<5}  what")
         for (kind, level), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"{n:>8}  {kind:<18}  {level:<5}  {PROBLEM_KINDS[kind]}")
@@ -229,17 +248,25 @@ def _check_bbox(v: Any, size: tuple[int, int] | None) -> Iterator[tuple[str, str
         )
 
 
+def _is_short_polygon(poly: Any) -> bool:
+    """Well-formed (even number of numbers) but fewer than 3 points."""
+    return _is_number_list(poly) and len(poly) % 2 == 0 and len(poly) < 6
+
+
 def _check_segmentation(v: Any, size: tuple[int, int] | None) -> Iterator[tuple[str, str]]:
     if not (isinstance(v, list) and v):
         yield "bad_polygon", "must be a non-empty list of polygons [[x1, y1, x2, y2, ...], ...]"
         return
+    # A short polygon is dropped while the item keeps another; without one the item itself is bad.
+    keeps_one = not all(_is_short_polygon(poly) for poly in v)
     for k, poly in enumerate(v):
         if not _is_number_list(poly):
             yield "bad_polygon", f"polygon {k} must be a flat list of numbers, got {_repr.repr(poly)}"
         elif len(poly) % 2:
             yield "bad_polygon", f"polygon {k} has an odd number of coordinates ({len(poly)})"
         elif len(poly) < 6:
-            yield "bad_polygon", f"polygon {k} has {len(poly) // 2} points, needs at least 3"
+            message = f"polygon {k} has {len(poly) // 2} points, needs at least 3"
+            yield ("short_polygon", f"{message}; dropped") if keeps_one else ("bad_polygon", message)
         elif size is not None:
             out = next(((x, y) for x, y in zip(poly[0::2], poly[1::2]) if not _inside(x, y, size)), None)
             if out is not None:
@@ -265,7 +292,8 @@ def _check_landmarks(v: Any, category: Category | None) -> Iterator[tuple[str, s
 
 
 def _parse_item(key: str, raw: Any, size: tuple[int, int] | None, file: str) -> tuple[Item | None, list[Problem]]:
-    """Validate one ``itemN`` object; return the Item (None when any problem) and the problems."""
+    """Validate one ``itemN`` object; return the Item (None when a problem other than ``PART_KINDS``)
+    and the problems."""
     problems: list[Problem] = []
 
     def report(field: str | None, kind: str, message: str) -> None:
@@ -297,7 +325,7 @@ def _parse_item(key: str, raw: Any, size: tuple[int, int] | None, file: str) -> 
         if name in raw:
             for kind, message in check(raw[name]):
                 report(name, kind, message)
-    if problems:
+    if any(p.kind not in PART_KINDS for p in problems):
         return None, problems
     item = Item(
         key=key,
@@ -306,7 +334,7 @@ def _parse_item(key: str, raw: Any, size: tuple[int, int] | None, file: str) -> 
         style=raw["style"],
         bounding_box=tuple(raw["bounding_box"]),
         landmarks=tuple(raw["landmarks"]),
-        segmentation=tuple(tuple(p) for p in raw["segmentation"]),
+        segmentation=tuple(tuple(p) for p in raw["segmentation"] if not _is_short_polygon(p)),
         **{name: raw[name] for name in ATTRIBUTE_FIELDS},
     )
     return item, problems
@@ -370,8 +398,12 @@ def _read_image(job: tuple[int, Path, Path]) -> _ImageResult:
     image_problems += [Problem(file, None, field, message, kind) for field, kind, message in _check_top_level(data)]
 
     item_keys = sorted((k for k in data if _ITEM_KEY.fullmatch(k)), key=lambda k: int(k[4:]))
+    if not item_keys:
+        image_problems.append(Problem(file, None, None, "has no item: expected item1, item2, ...", "no_items"))
+    bad_keys = sorted(k for k in data if k.startswith("item") and not _ITEM_KEY.fullmatch(k))
     items: list[Item] = []
-    item_problems: list[Problem] = []
+    item_problems = [Problem(file, key, None, "is not an itemN key (N a number); not read", "bad_item_key")
+                     for key in bad_keys]
     for key in item_keys:
         item, problems = _parse_item(key, data[key], size, file)
         item_problems.extend(problems)
@@ -392,7 +424,7 @@ def _read_image(job: tuple[int, Path, Path]) -> _ImageResult:
         pair_id=data["pair_id"],
         items=tuple(items),
     )
-    return _ImageResult(record, problems, len(item_keys) - len(items))
+    return _ImageResult(record, problems, len(item_keys) + len(bad_keys) - len(items))
 
 
 # ---------------------------------------------------------------------------------------------------
