@@ -16,12 +16,13 @@ from fashionparse.data.balance import (
     _greedy_under_cap,
     balance_plan,
     category_image_frequency,
+    category_repeat_factors,
     effective_stats,
     item_counts,
     select_images_under_cap,
     threshold_from_rank,
 )
-from fashionparse.data.sampler import RepeatFactorTrainingSampler, TrainingSampler
+from fashionparse.data.sampler import RepeatFactorTrainingSampler
 from fashionparse.data.stats import compute_stats, format_stats
 from fashionparse.errors import ConfigError
 
@@ -45,11 +46,20 @@ def test_frequencies_thresholds_and_repeat_factors_by_hand():
     assert plan.expected_items() == pytest.approx({1: 68.0, 2: 12 * 2 + 4 * 4, 3: 16.0})
 
 
+def test_category_repeat_factors_by_hand():
+    # t = 0.5: t/f = 1, 4, 25 and 0.625 -> r = 1, 2, 5 and 1 (never below 1)
+    factors = category_repeat_factors({1: 0.5, 2: 0.125, 3: 0.02, 4: 0.8}, 0.5)
+    assert factors == pytest.approx({1: 1.0, 2: 2.0, 3: 5.0, 4: 1.0})
+
+
 def test_repeat_threshold_from_df2_frequencies_oversamples_the_tail():
     freq = {c: n / 391_000 for c, n in DF2_ITEM_COUNTS.items()}  # about one item of a class per image
     t = threshold_from_rank(freq, 6)  # vest dress, the 6th most common
-    factors = {c: max(1.0, math.sqrt(t / f)) for c, f in freq.items()}
-    assert factors[3] > 3 and factors[6] > 2.5 and factors[1] == factors[8] == 1.0
+    assert t == pytest.approx(49_000 / 391_000)
+    factors = category_repeat_factors(freq, t)
+    # short sleeve outwear 5K items: sqrt(49 / 5) = 3.1305; sling 7K: sqrt(49 / 7) = 2.6458
+    assert factors[3] == pytest.approx(3.1305, abs=1e-4) and factors[6] == pytest.approx(2.6458, abs=1e-4)
+    assert factors[1] == factors[8] == factors[12] == 1.0
 
 
 def test_config_errors_name_the_field():
@@ -82,9 +92,7 @@ def test_sampler_repeat_counts_follow_the_factors_and_resume_exactly():
         assert resumed == stream[start:start + 50]
 
 
-def test_sampler_with_unit_factors_is_the_plain_sampler_and_zero_factors_are_never_drawn():
-    plain = list(itertools.islice(TrainingSampler(9, seed=2), 40))
-    assert list(itertools.islice(RepeatFactorTrainingSampler(np.ones(9), seed=2), 40)) == plain
+def test_sampler_zero_factors_are_never_drawn():  # unit factors: tests/test_sampler_checkpoint.py
     stream = itertools.islice(RepeatFactorTrainingSampler([0.0, 1.0, 0.0, 2.0], seed=0), 300)
     assert Counter(i for i, _ in stream).keys() == {1, 3}
     with pytest.raises(ValueError, match="not all 0"):
@@ -160,4 +168,13 @@ def test_effective_stats_by_hand(tmp_path):
         math.sqrt(3))
     table = format_stats(compute_stats(path), capped)
     row = next(line for line in table.splitlines() if line.strip().startswith("6 sling"))
-    assert row.split()[-2] == f"{math.sqrt(3):.1f}"
+    assert row.split()[-4::2] == ["1", f"{math.sqrt(3):.1f}"]  # the crowd sling is in neither column
+
+
+def test_stats_and_effective_columns_count_the_same_items(tmp_path):
+    path = _coco(tmp_path, [[(1, 10)], [(1, 20), (6, 40)], [(8, 10)]])
+    items = compute_stats(path)
+    assert items.per_category[6] == 1 and items.num_items == 4 and items.skipped_items == 1  # crowd left out
+    same = effective_stats(path, DataConfig())  # no cap, no repeats: every image once
+    assert same.per_category == items.per_category and same.num_items == items.num_items
+    assert same.items_per_image == items.items_per_image and same.box_size == items.box_size

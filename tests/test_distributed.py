@@ -28,7 +28,12 @@ import torch
 import torch.multiprocessing as mp
 
 from fashionparse.config import load_config
-from fashionparse.data.sampler import DistributedBatchSampler, TrainingSampler, grouped_batches, orientation_groups
+from fashionparse.data.sampler import (
+    DistributedBatchSampler,
+    RepeatFactorTrainingSampler,
+    grouped_batches,
+    orientation_groups,
+)
 from fashionparse.engine import train as train_mod
 from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.distributed import DistContext, scaled_lr, shard
@@ -52,7 +57,7 @@ FIRST_FOUR = "solver.stages=[{trainable: all, iterations: 2, lr: 0.01}, {trainab
 
 
 def _stream(n: int, seed: int = 7):
-    return lambda start: TrainingSampler(n, seed=seed, start=start)
+    return lambda start: RepeatFactorTrainingSampler([1.0] * n, seed=seed, start=start)  # plain epochs
 
 
 def _take(sampler, n: int) -> list[list[tuple[int, int]]]:
@@ -85,7 +90,7 @@ def test_grouping_sorts_each_window_and_uses_every_sample_once():
     sizes = [(100, 200), (300, 100), (50, 50), (80, 60)] * 5  # landscape, portrait, square, portrait
     groups = orientation_groups(sizes)
     assert groups.tolist()[:4] == [0, 1, 0, 1]
-    stream = list(itertools.islice(TrainingSampler(20, seed=1), 60))
+    stream = list(itertools.islice(RepeatFactorTrainingSampler([1.0] * 20, seed=1), 60))
     batches = list(grouped_batches(stream, 3, 5, groups))
     assert [s for b in batches for s in b] != stream  # reordered ...
     for w in range(4):  # ... within windows of 15 samples only, each sample once

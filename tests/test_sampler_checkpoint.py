@@ -6,19 +6,25 @@ import pickle
 import pytest
 import torch
 
-from fashionparse.data.sampler import TrainingSampler
+from fashionparse.data.sampler import RepeatFactorTrainingSampler
 from fashionparse.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fashionparse.errors import CheckpointError
 
 
+def _unit_sampler(size: int, seed: int, start: int = 0) -> RepeatFactorTrainingSampler:
+    """The plain sampler: every repeat factor 1."""
+    return RepeatFactorTrainingSampler([1.0] * size, seed=seed, start=start)
+
+
 def test_sampler_epochs_are_permutations_and_resume_exactly():
-    full = list(itertools.islice(TrainingSampler(7, seed=3), 21))
+    full = list(itertools.islice(_unit_sampler(7, seed=3), 21))
     for epoch in range(3):
         assert sorted(i for i, _ in full[epoch * 7:(epoch + 1) * 7]) == list(range(7))
+    assert [i for i, _ in full[:7]] != [i for i, _ in full[7:14]]  # each epoch shuffled anew
     for start in (0, 5, 7, 13):
-        resumed = list(itertools.islice(TrainingSampler(7, seed=3, start=start), 21 - start))
+        resumed = list(itertools.islice(_unit_sampler(7, seed=3, start=start), 21 - start))
         assert resumed == full[start:]
-    assert list(itertools.islice(TrainingSampler(7, seed=4), 7)) != full[:7]
+    assert list(itertools.islice(_unit_sampler(7, seed=4), 7)) != full[:7]
 
 
 def test_checkpoint_round_trip_and_rng(tmp_path):

@@ -83,7 +83,7 @@ def test_format_table_and_second_column(split: Path) -> None:
     text = format_stats(s)
     lines = text.splitlines()
     assert lines[0] == f"DF2 statistics of {split}: 4 images, 6 items (1.50 per image)"
-    assert "skipped as invalid: 0 images, 1 items" in lines
+    assert "skipped (invalid, crowd or degenerate box): 0 images, 1 items" in lines
     assert next(ln for ln in lines if "short sleeve top" in ln).split() == ["1", "short", "sleeve", "top", "2", "33.3%"]
     assert [ln.split()[-2:] for ln in lines if ln.strip().startswith("large  >= 96^2")] == [["2", "33.3%"]]
 
@@ -120,6 +120,29 @@ def test_bad_inputs_raise(tmp_path: Path) -> None:
         compute_stats(no_anns)
     orphan = tmp_path / "orphan.json"
     anns = [{"image_id": i, "category_id": 1, "bbox": [0, 0, 2, 2]} for i in (1, 9)]  # image 9 is not listed
-    orphan.write_text(json.dumps({"images": [{"id": 1}], "annotations": anns}))
+    orphan.write_text(json.dumps({"images": [{"id": 1, "width": 4, "height": 4}], "annotations": anns}))
     with pytest.raises(AnnotationError, match=r"annotations\[1\]"):
         compute_stats(orphan)
+    no_size = tmp_path / "no_size.json"
+    no_size.write_text(json.dumps({"images": [{"id": 1}], "annotations": anns[:1]}))
+    with pytest.raises(AnnotationError, match=r"images\[0\]: every image needs an integer 'id', a 'width'"):
+        compute_stats(no_size)
+    text_id = tmp_path / "text_id.json"
+    images = [{"id": 1, "width": 4, "height": 4}, {"id": "b", "width": 4, "height": 4}]
+    text_id.write_text(json.dumps({"images": images, "annotations": []}))
+    with pytest.raises(AnnotationError, match=r"images\[1\]"):
+        compute_stats(text_id)
+
+
+def test_coco_counts_the_training_items(tmp_path: Path) -> None:
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 50, "height": 50} for i in (1, 2)]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            {"id": 2, "image_id": 1, "category_id": 9, "bbox": [0, 0, 20, 20], "iscrowd": 1},  # crowd
+            {"id": 3, "image_id": 2, "category_id": 9, "bbox": [60, 0, 10, 10]},  # box outside the 50x50 image
+            {"id": 4, "image_id": 2, "category_id": 8, "bbox": [5, 5, 40, 40]}]
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": []}))
+    s = compute_stats(path)
+    assert (s.num_images, s.num_items, s.skipped_items) == (2, 2, 2)
+    assert {c: n for c, n in s.per_category.items() if n} == {1: 1, 8: 1}
+    assert "skipped (invalid, crowd or degenerate box): 0 images, 2 items" in format_stats(s).splitlines()

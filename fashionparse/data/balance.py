@@ -16,7 +16,6 @@ which :class:`~fashionparse.data.sampler.RepeatFactorTrainingSampler` turns into
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -27,9 +26,7 @@ import numpy as np
 
 from fashionparse.categories import BY_ID
 from fashionparse.config import DataConfig
-from fashionparse.data.dataset import reject_reason
-from fashionparse.data.df2 import ATTRIBUTE_FIELDS
-from fashionparse.data.stats import SQRT_AREA_QUANTILES, ItemFacts, Stats, _drop_heavy, stats_from_images
+from fashionparse.data.stats import SQRT_AREA_QUANTILES, Stats, coco_training_items, stats_from_images
 from fashionparse.errors import AnnotationError, ConfigError
 
 Labels = Sequence[Sequence[int]]
@@ -149,28 +146,6 @@ def balance_plan(labels: Labels, data: DataConfig) -> BalancePlan:
     return BalancePlan(labels, kept, image_repeat_factors(labels, factors) * kept, threshold, factors)
 
 
-def _coco_images(path: Path) -> list[list[ItemFacts]]:
-    """Per image in dataset order (sorted ids): the facts of the annotations the dataset trains on."""
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f, object_hook=_drop_heavy)
-        images = {img["id"]: img for img in data["images"]}
-        per_image: dict[int, list[ItemFacts]] = {i: [] for i in sorted(images)}
-        for ann in data["annotations"]:
-            img = images[ann["image_id"]]
-            if reject_reason(ann, int(img["width"]), int(img["height"])):
-                continue
-            _, _, w, h = ann["bbox"]
-            facts = ItemFacts(int(ann["category_id"]), float(w) * float(h), ann.get("source"),
-                              *(ann.get(n) for n in ATTRIBUTE_FIELDS))
-            per_image[ann["image_id"]].append(facts)
-    except OSError as e:
-        raise AnnotationError(f"cannot read ({e.strerror})", path=path) from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise AnnotationError(f"not a COCO instance file ({e.__class__.__name__}: {e})", path=path) from None
-    return list(per_image.values())
-
-
 def _weighted(stats: Sequence[Stats], weights: Sequence[float], origin: str, quantiles: dict[float, float]) -> Stats:
     """Sum of ``weight * stats`` over groups of images (counts become expectations)."""
     def add(dicts: Sequence[Mapping]) -> dict:
@@ -199,7 +174,7 @@ def effective_stats(coco_json: str | Path, data: DataConfig) -> Stats:
     ``format_stats(compute_stats(coco_json), effective_stats(coco_json, cfg.data))``. Each image counts its
     repeat factor (0 when capped out); augmentation is not modelled."""
     path = Path(coco_json)
-    images = _coco_images(path)
+    images, _ = coco_training_items(path)  # the items compute_stats counts, so both columns match
     plan = balance_plan([[it.category_id for it in items] for items in images], data)
     groups = sorted(set(plan.repeat_factors[plan.repeat_factors > 0].tolist()))
     stats = [stats_from_images(str(path), [im for im, r in zip(images, plan.repeat_factors) if r == g])

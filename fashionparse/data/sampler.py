@@ -1,10 +1,10 @@
 """Iteration-based training sampler: an endless, seeded stream of (index, augmentation seed) pairs.
 
-Detectron2-style: training counts iterations, not epochs. Epoch ``e`` is a permutation drawn from
-``seed + e``, and each sample carries its own augmentation seed, so the stream from any position is a
-pure function of (seed, position): resuming skips what was consumed and continues identically.
-:class:`RepeatFactorTrainingSampler` keeps that stream and its exact resume while repeating images of rare
-classes (LVIS repeat-factor sampling). :class:`DistributedBatchSampler` cuts that stream into batches
+Detectron2-style: training counts iterations, not epochs. :class:`RepeatFactorTrainingSampler` shuffles
+epoch ``e`` with a generator seeded from ``(seed, e)``, repeating images of rare classes (LVIS repeat-factor
+sampling; all factors 1 give plain shuffled epochs), and each sample carries its own augmentation seed, so
+the stream from any position is a pure function of (seed, position): resuming skips what was consumed and
+continues identically. :class:`DistributedBatchSampler` cuts that stream into batches
 (optionally of one aspect-ratio group each) and deals them out to the processes of a distributed run.
 """
 
@@ -23,36 +23,16 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-class TrainingSampler(Sampler[tuple[int, int]]):
-    """Yields ``(dataset_index, sample_seed)`` forever, starting after ``start`` consumed samples."""
-
-    def __init__(self, size: int, seed: int = 0, start: int = 0) -> None:
-        if size <= 0:
-            raise ValueError("cannot sample from an empty dataset")
-        self.size = size
-        self.seed = seed
-        self.start = start
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, offset = divmod(self.start, self.size)
-        while True:
-            g = _epoch_generator(self.seed, epoch)
-            order = torch.randperm(self.size, generator=g)
-            seeds = torch.randint(0, 2**31 - 1, (self.size,), generator=g)
-            for pos in range(offset, self.size):
-                yield int(order[pos]), int(seeds[pos])
-            epoch, offset = epoch + 1, 0
-
-
 class RepeatFactorTrainingSampler(Sampler[tuple[int, int]]):
-    """Class-aware variant (LVIS repeat-factor sampling): image ``i`` appears ``floor(r_i) + Bernoulli(frac(r_i))``
-    times per epoch, so ``r_i`` times in expectation; ``r_i = 0`` leaves an image out (e.g. over a class cap).
+    """Yields ``(dataset_index, sample_seed)`` forever, starting after ``start`` consumed samples. Class-aware
+    (LVIS repeat-factor sampling): image ``i`` appears ``floor(r_i) + Bernoulli(frac(r_i))`` times per epoch,
+    so ``r_i`` times in expectation; ``r_i = 0`` leaves an image out (e.g. over a class cap).
 
     ``repeat_factors``: float [N], one per dataset index (:func:`fashionparse.data.balance.balance_plan`).
-    Epoch ``e`` rounds with its own generator, then shuffles its list and draws the per-sample seeds exactly as
-    :class:`TrainingSampler` does, so all-ones factors give :class:`TrainingSampler`'s stream. Epochs differ
-    slightly in length; ``start`` skips that many samples by replaying only the epoch lengths, so resuming stays
-    exact.
+    Epoch ``e`` rounds with its own generator, then shuffles its list and draws one augmentation seed per sample
+    from the epoch's torch generator; with all factors 1 every epoch is a permutation of the dataset. Epochs
+    differ slightly in length; ``start`` skips that many samples by replaying only the epoch lengths, so
+    resuming stays exact.
     """
 
     def __init__(self, repeat_factors: Sequence[float] | np.ndarray, seed: int = 0, start: int = 0) -> None:

@@ -115,7 +115,14 @@ def _drop_heavy(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _coco_stats(path: Path) -> Stats:
+def coco_training_items(path: Path) -> tuple[list[list[ItemFacts]], int]:
+    """Per image of a COCO file, in id order as the dataset indexes them: the facts of the annotations
+    training uses, and how many it leaves out (crowd or degenerate box, ``dataset.reject_reason``).
+
+    The one reader of ``compute_stats`` and ``balance.effective_stats``, so both count the same items.
+    """
+    from fashionparse.data.dataset import reject_reason  # imports torch: only when a COCO file is read
+
     try:
         with open(path, "rb") as f:
             data = json.load(f, object_hook=_drop_heavy)
@@ -124,12 +131,22 @@ def _coco_stats(path: Path) -> Stats:
     for key in ("images", "annotations"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise AnnotationError("COCO file needs an 'images' and an 'annotations' list", path=path, field=key)
-    try:
-        per_image: dict[Any, list[ItemFacts]] = {img["id"]: [] for img in data["images"]}
-    except (KeyError, TypeError):
-        raise AnnotationError("every image needs an 'id'", path=path, field="images") from None
+    sizes: dict[Any, tuple[int, int]] = {}
+    for i, img in enumerate(data["images"]):
+        try:
+            if not isinstance(img["id"], int):  # ids are sorted below
+                raise TypeError
+            sizes[img["id"]] = (int(img["width"]), int(img["height"]))
+        except (KeyError, TypeError, ValueError):
+            raise AnnotationError("every image needs an integer 'id', a 'width' and a 'height'", path=path,
+                                  field=f"images[{i}]") from None
+    per_image: dict[Any, list[ItemFacts]] = {image_id: [] for image_id in sorted(sizes)}
+    skipped = 0
     for i, ann in enumerate(data["annotations"]):
         try:
+            if reject_reason(ann, *sizes[ann["image_id"]]):
+                skipped += 1
+                continue
             _, _, w, h = ann["bbox"]
             facts = ItemFacts(ann["category_id"], float(w) * float(h), ann.get("source"),
                               *(ann.get(name) for name in ATTRIBUTE_FIELDS))
@@ -137,11 +154,17 @@ def _coco_stats(path: Path) -> Stats:
         except (KeyError, TypeError, ValueError):
             raise AnnotationError("needs category_id, bbox [x, y, w, h] and an image_id listed in images",
                                   path=path, field=f"annotations[{i}]") from None
-    return stats_from_images(str(path), per_image.values())
+    return list(per_image.values()), skipped
+
+
+def _coco_stats(path: Path) -> Stats:
+    images, skipped = coco_training_items(path)
+    return stats_from_images(str(path), images, skipped_items=skipped)
 
 
 def compute_stats(source: str | Path, *, workers: int | None = None, progress: bool = True) -> Stats:
-    """Stats of a DF2 split folder (read leniently, skipped counts kept) or of a COCO JSON file.
+    """Stats of a DF2 split folder (read leniently, skipped counts kept) or of a COCO JSON file (the items
+    training uses: crowd annotations and degenerate boxes are counted as skipped).
 
     Raises:
         AnnotationError: ``source`` is neither, or cannot be read.
@@ -198,7 +221,8 @@ def format_stats(stats: Stats, other: Stats | None = None, *,
     lines = [f"DF2 statistics of {stats.origin}: {stats.num_images:,} images, {stats.num_items:,} items "
              f"({mean:.2f} per image)"]
     if stats.skipped_images or stats.skipped_items:
-        lines.append(f"skipped as invalid: {stats.skipped_images:,} images, {stats.skipped_items:,} items")
+        lines.append(f"skipped (invalid, crowd or degenerate box): {stats.skipped_images:,} images, "
+                     f"{stats.skipped_items:,} items")
     lines += section("items per category", lambda s: s.per_category, {c.id: f"{c.id:>2} {c.name}" for c in CATEGORIES})
     for name, vocab in ATTRIBUTES.items():
         lines += section(name, lambda s, n=name: s.per_attribute.get(n, {}), {v: f"{v} {t}" for v, t in vocab.items()})
