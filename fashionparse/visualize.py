@@ -1,5 +1,8 @@
 """Overlay drawing for DF2 instances: masks, boxes and "name score" labels in a fixed colour per category.
 
+Labels of other models (e.g. COCO ids from the pretraining config) are drawn too: in ``FALLBACK_COLOR``
+beyond DF2's 13 ids, and under the names the caller passes (``names``; default DF2's name or ``category N``).
+
 Primitives (``draw_masks``, ``draw_boxes``, ``draw_labels``, ``draw_title``) each add one layer to a
 uint8 image tensor [3, H, W]; ``draw_instances`` and ``draw_ground_truth_vs_prediction`` compose them.
 Masks and boxes use ``torchvision.utils``; text uses PIL.
@@ -28,6 +31,7 @@ CATEGORY_COLORS: dict[int, RGB] = {
     6: (206, 162, 98), 7: (0, 125, 52), 8: (246, 118, 142), 9: (0, 83, 138), 10: (255, 122, 92),
     11: (83, 55, 122), 12: (255, 142, 0), 13: (179, 40, 81),
 }
+FALLBACK_COLOR: RGB = (128, 128, 128)  # ids without a DF2 colour; Kelly's set leaves grey out
 GAP_COLOR: RGB = (255, 255, 255)
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
@@ -44,10 +48,7 @@ def as_uint8_image(image: torch.Tensor) -> torch.Tensor:
 
 
 def _colors(labels: torch.Tensor) -> list[RGB]:
-    try:
-        return [CATEGORY_COLORS[int(label)] for label in labels]
-    except KeyError as err:
-        raise ValueError(f"label {err.args[0]} is not a DeepFashion2 category id (1..13)") from None
+    return [CATEGORY_COLORS.get(int(label), FALLBACK_COLOR) for label in labels]
 
 
 def _font(height: int, width: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -98,22 +99,24 @@ def _draw_text_boxes(image: torch.Tensor, items: Sequence[tuple[str, tuple[float
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).to(image.device)
 
 
-def _label_texts(labels: torch.Tensor, scores: torch.Tensor | None = None) -> list[str]:
-    """"name score" per instance (DF2 category names), or just the name without scores."""
-    names = [BY_ID[int(label)].name for label in labels]
+def _label_texts(labels: torch.Tensor, scores: torch.Tensor | None = None,
+                 names: Sequence[str] | None = None) -> list[str]:
+    """"name score" per instance, or just the name without scores. ``names`` default: DF2's category name,
+    ``category N`` for an id outside DF2's."""
+    if names is None:
+        names = [BY_ID[int(label)].name if int(label) in BY_ID else f"category {int(label)}" for label in labels]
     if scores is None:
         return names
     return [f"{name} {float(score):.2f}" for name, score in zip(names, scores)]
 
 
 def draw_labels(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
-                scores: torch.Tensor | None = None) -> torch.Tensor:
+                scores: torch.Tensor | None = None, names: Sequence[str] | None = None) -> torch.Tensor:
     """Write "name score" at each box's top-left corner (above the box when there is room)."""
     font = _font(image.shape[1], image.shape[2])
     text_height = font.getbbox("Ag")[3] + 2
-    colors = _colors(labels)  # validates the labels before they are used as category ids
     items = []
-    for text, box, color in zip(_label_texts(labels, scores), boxes.tolist(), colors):
+    for text, box, color in zip(_label_texts(labels, scores, names), boxes.tolist(), _colors(labels)):
         x, y = max(box[0], 0.0), box[1] - text_height
         items.append((text, (x + 2, y if y >= 0 else max(box[1], 0.0) + 2), color))
     return _draw_text_boxes(image, items, font)
@@ -126,11 +129,13 @@ def draw_title(image: torch.Tensor, title: str) -> torch.Tensor:
 
 def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
                    masks: torch.Tensor | None = None, scores: torch.Tensor | None = None, alpha: float = 0.5,
-                   *, show_boxes: bool = True, show_labels: bool = True) -> torch.Tensor:
+                   *, show_boxes: bool = True, show_labels: bool = True,
+                   names: Sequence[str] | None = None) -> torch.Tensor:
     """Overlay instances on an image.
 
-    ``image`` uint8 (or float 0..1) [3, H, W]; ``boxes`` float [N, 4] xyxy; ``labels`` int [N] (1..13);
-    ``masks`` bool [N, H, W] or None; ``scores`` float [N] or None. Returns uint8 [3, H, W].
+    ``image`` uint8 (or float 0..1) [3, H, W]; ``boxes`` float [N, 4] xyxy; ``labels`` int [N] (DF2's 1..13
+    get their colours, other ids ``FALLBACK_COLOR``); ``masks`` bool [N, H, W] or None; ``scores`` float [N]
+    or None; ``names`` the label text per instance (default: see :func:`_label_texts`). Returns uint8 [3, H, W].
     """
     out = as_uint8_image(image).cpu()
     boxes, labels = boxes.detach().cpu(), labels.detach().cpu()
@@ -139,7 +144,7 @@ def draw_instances(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tenso
     if show_boxes:
         out = draw_boxes(out, boxes, labels)
     if show_labels:
-        out = draw_labels(out, boxes, labels, None if scores is None else scores.detach().cpu())
+        out = draw_labels(out, boxes, labels, None if scores is None else scores.detach().cpu(), names)
     return out
 
 

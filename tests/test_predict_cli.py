@@ -156,3 +156,22 @@ def test_category_names_follow_the_model_class_count(tiny_checkpoint: Path) -> N
     assert parser.category_name(1) == "short sleeve top" and parser.category_name(13) == "sling dress"
     parser.cfg.model.num_classes = 91  # a COCO-pretraining model: labels are COCO ids, not DF2's
     assert parser.category_name(1) == "category 1"
+
+
+def test_overlay_of_a_non_df2_model_draws_its_own_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A COCO-pretrained parser (num_classes 91) returns labels like 44 and names them ``category N``."""
+    from fashionparse import visualize
+    from fashionparse.api import Instance
+    from fashionparse.serving.records import draw_overlay
+
+    mask = np.zeros((48, 64), dtype=bool)
+    mask[10:30, 5:40] = True
+    instances = [Instance(44, "category 44", 0.8, (5.0, 10.0, 40.0, 30.0), mask, []),
+                 Instance(1, "category 1", 0.6, (5.0, 10.0, 40.0, 30.0), mask, [])]
+    texts: list[str] = []
+    drawn = visualize._draw_text_boxes
+    monkeypatch.setattr(visualize, "_draw_text_boxes",
+                        lambda img, items, font: texts.extend(t for t, _, _ in items) or drawn(img, items, font))
+    overlay = draw_overlay(photo(48, 64, seed=3), instances)
+    assert overlay.shape == (3, 48, 64) and overlay.dtype == torch.uint8
+    assert texts == ["category 44 0.80", "category 1 0.60"]  # not "short sleeve top" for label 1

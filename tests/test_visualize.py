@@ -9,10 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from fashionparse import visualize
 from fashionparse.categories import CATEGORIES
 from fashionparse.errors import FashionparseError
 from fashionparse.visualize import (
     CATEGORY_COLORS,
+    FALLBACK_COLOR,
     GAP_COLOR,
     draw_ground_truth_vs_prediction,
     draw_instances,
@@ -73,8 +75,29 @@ def test_no_instances_and_float_input() -> None:
                            torch.zeros(0, H, W, dtype=torch.bool), torch.zeros(0))
     assert empty.dtype == torch.uint8
     assert (empty.double() - image.double() * 255).abs().max() <= 1.0
-    with pytest.raises(ValueError, match="category"):
-        draw_instances(empty, torch.tensor([[0.0, 0.0, 5.0, 5.0]]), torch.tensor([14]))
+
+
+def _edge(image: torch.Tensor, y: int, x1: int, x2: int) -> set[tuple[int, ...]]:
+    """The colours along row ``y`` from ``x1`` to ``x2`` (exclusive)."""
+    return {tuple(image[:, y, x].tolist()) for x in range(x1, x2)}
+
+
+def test_labels_outside_df2_get_the_fallback_colour_and_their_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = torch.zeros(3, H, W, dtype=torch.uint8)
+    boxes, _, masks = _instances()
+    labels = torch.tensor([44, 1])  # 44: a COCO id (e.g. a pretraining checkpoint), no DF2 colour
+    out = draw_instances(image, boxes, labels, masks, scores=torch.tensor([0.9, 0.4]), names=["bottle", "person"])
+    assert out.shape == image.shape and (out != 0).any()  # drawn, not refused
+    boxed = draw_instances(image, boxes, labels, show_labels=False)
+    assert _edge(boxed, 10, 5, 41) == {FALLBACK_COLOR} and _edge(boxed, 20, 45, 70) == {CATEGORY_COLORS[1]}
+    texts: list[tuple[str, tuple[int, int, int]]] = []
+    monkeypatch.setattr(visualize, "_draw_text_boxes",
+                        lambda img, items, font: texts.extend((t, c) for t, _, c in items) or img)
+    draw_instances(image, boxes, labels, scores=torch.tensor([0.9, 0.4]), names=["bottle", "person"])
+    assert texts == [("bottle 0.90", FALLBACK_COLOR), ("person 0.40", CATEGORY_COLORS[1])]
+    texts.clear()
+    draw_instances(image, boxes, labels)  # no names given: DF2's name where there is one
+    assert texts == [("category 44", FALLBACK_COLOR), ("short sleeve top", CATEGORY_COLORS[1])]
 
 
 def test_ground_truth_vs_prediction_layout() -> None:

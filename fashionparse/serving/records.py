@@ -54,7 +54,8 @@ def instances_json(instances: Sequence[Instance], height: int, width: int) -> li
 
 
 def draw_overlay(image: Image.Image, instances: Sequence[Instance]) -> torch.Tensor:
-    """Masks, boxes and "name score" labels over an RGB image; returns uint8 [3, H, W]."""
+    """Masks, boxes and "name score" labels over an RGB image; returns uint8 [3, H, W]. The names are the
+    instances' own (``Parser.category_name``), so a non-DF2 model's labels read ``category N``."""
     output = instances_as_output(instances, image.height, image.width)
     return draw_instances(pil_to_tensor(image), output["boxes"], output["labels"], output["masks"][:, 0].bool(),
-                          output["scores"])
+                          output["scores"], names=[inst.category_name for inst in instances])
