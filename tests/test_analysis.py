@@ -414,3 +414,11 @@ def test_cli_commands(runs: dict[str, Path], tmp_path: Path) -> None:
     result = CliRunner().invoke(compare, [str(runs["se"]), str(runs["none"]), "--out", str(tmp_path / "c")])
     assert result.exit_code == 0 and (tmp_path / "c" / "index.html").is_file()
     assert CliRunner().invoke(compare, ["--out", str(tmp_path / "c")]).exit_code != 0
+
+
+@pytest.mark.parametrize("size", ["-1", "0"])  # -1 sliced ranked[:-1]; 0 emptied some galleries, not others
+def test_report_refuses_a_gallery_size_below_1(tmp_path: Path, size: str) -> None:
+    result = CliRunner().invoke(report, [str(tmp_path), "--gallery-size", size])
+    assert result.exit_code == 2
+    assert "--gallery-size" in result.output and f"{size} is not in the range x>=1" in result.output
+    assert not (tmp_path / "report").exists()

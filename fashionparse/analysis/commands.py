@@ -14,7 +14,8 @@ import click
               help="Validation COCO JSON (default: the run config's data.val_annotations).")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Validation image folder (default: the run config's data.val_images).")
-@click.option("--gallery-size", type=int, default=3, show_default=True, help="Overlays per gallery.")
+@click.option("--gallery-size", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Overlays per gallery (at least 1).")
 def report(run_dir: Path, out: Path | None, gt: Path | None, images: Path | None, gallery_size: int) -> None:
     """One self-contained HTML page about an evaluated run: AP tables, curves, errors, confusion, galleries."""
     from fashionparse.analysis.report import build_report
