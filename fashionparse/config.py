@@ -7,6 +7,7 @@ Every field has a type and a default; loading checks names, types and allowed va
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -204,11 +205,13 @@ def _coerce(value: Any, tp: Any, where: str, src: str | None) -> Any:
     if tp is float:
         if isinstance(value, str):  # PyYAML (YAML 1.1) reads "1e-3" as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", path=src, field=where)
+        if not math.isfinite(value):  # .nan and .inf pass every range check (nan < 0 is False)
+            raise ConfigError(f"expected a finite number, got {value!r}", path=src, field=where)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -268,6 +271,9 @@ def validate(cfg: Config, src: str | None = None) -> Config:
             raise ConfigError("legacy_senet has the standard width 64 only", path=src, field="model.width")
     if len(m.anchor_sizes) != 5:
         raise ConfigError("needs one size per FPN level (5)", path=src, field="model.anchor_sizes")
+    if not m.aspect_ratios or any(v <= 0 for v in m.aspect_ratios):
+        raise ConfigError(f"needs at least one positive ratio, got {m.aspect_ratios!r}", path=src,
+                          field="model.aspect_ratios")
     if m.num_classes < 2:
         raise ConfigError(f"must be >= 2 (background + 1), got {m.num_classes}", path=src, field="model.num_classes")
     for name in ("width", "fpn_channels", "max_size", "representation_size", "mask_head_channels",
@@ -277,6 +283,7 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     if m.mask_rois_per_image is not None:
         _check_positive(m.mask_rois_per_image, "model.mask_rois_per_image", src)
     _check_positive(m.roi_sampling_ratio, "model.roi_sampling_ratio", src, allow_zero=True)
+    _check_positive(m.mask_head_layers, "model.mask_head_layers", src, allow_zero=True)  # 0: predictor on RoIs
     _check_choice(m.roi_align, ROI_ALIGNS, "model.roi_align", src)
     if m.roi_align == "gather" and m.roi_sampling_ratio == 0:
         raise ConfigError("gather needs a fixed model.roi_sampling_ratio > 0, got 0 (adaptive)", path=src,
@@ -291,6 +298,12 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     _check_positive(s.batch_size, "solver.batch_size", src)
     _check_positive(s.weight_decay, "solver.weight_decay", src, allow_zero=True)
     _check_positive(s.warmup_iters, "solver.warmup_iters", src, allow_zero=True)
+    if not 0.0 <= s.momentum < 1.0:
+        raise ConfigError(f"must lie in [0, 1), got {s.momentum!r}", path=src, field="solver.momentum")
+    if not 0.0 < s.warmup_factor <= 1.0:
+        raise ConfigError(f"must lie in (0, 1], got {s.warmup_factor!r}", path=src, field="solver.warmup_factor")
+    if s.clip_grad_norm is not None:  # null: no clipping; a negative norm would flip the gradients
+        _check_positive(s.clip_grad_norm, "solver.clip_grad_norm", src)
     if not s.stages:
         raise ConfigError("needs at least one stage", path=src, field="solver.stages")
     for i, st in enumerate(s.stages):
@@ -322,6 +335,8 @@ def validate(cfg: Config, src: str | None = None) -> Config:
                           field="data.rare_class_aug_only")
     _check_positive(t.checkpoint_period, "train.checkpoint_period", src)
     _check_positive(t.log_period, "train.log_period", src)
+    if t.time_budget_s is not None:
+        _check_positive(t.time_budget_s, "train.time_budget_s", src)
     if s.reference_batch_size is not None:
         _check_positive(s.reference_batch_size, "solver.reference_batch_size", src)
     _check_positive(d.group_window, "data.group_window", src)

@@ -23,6 +23,7 @@ def test_original_recipe_values():
     assert [st.trainable for st in s.stages] == ["heads", "4+", "all"]
     assert [st.lr for st in s.stages] == [0.001, 0.00025, 0.00025]
     assert (cfg.model.depth, cfg.model.attention, cfg.model.num_classes) == (101, "se", 14)
+    assert cfg.data.max_items_per_class == 10000
 
 
 def test_overrides_are_typed_yaml():
@@ -49,12 +50,34 @@ def test_overrides_are_typed_yaml():
         ("model.roi_align=cuda", "model.roi_align"),
         ("model.roi_canonical_scale=0", "model.roi_canonical_scale"),
         ("data.hflip_prob=true", "data.hflip_prob"),
+        # non-finite numbers pass every comparison-based range check (nan < 0 is False)
+        ("solver.weight_decay=.nan", "solver.weight_decay"),
+        ("data.noise_std=nan", "data.noise_std"),  # a YAML string that float() reads
+        ("solver.stages=[{trainable: all, iterations: 1, lr: .inf}]", "solver.stages[0].lr"),
+        ("train.time_budget_s=.nan", "train.time_budget_s"),
+        ("train.time_budget_s=-1", "train.time_budget_s"),
+        ("solver.clip_grad_norm=-1", "solver.clip_grad_norm"),
+        ("solver.clip_grad_norm=0", "solver.clip_grad_norm"),
+        ("solver.warmup_factor=0", "solver.warmup_factor"),
+        ("solver.warmup_factor=1.5", "solver.warmup_factor"),
+        ("solver.momentum=-0.1", "solver.momentum"),
+        ("solver.momentum=1", "solver.momentum"),
+        ("model.aspect_ratios=[]", "model.aspect_ratios"),
+        ("model.aspect_ratios=[1.0, 0]", "model.aspect_ratios"),
+        ("model.mask_head_layers=-1", "model.mask_head_layers"),
     ],
 )
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert str(err.value).startswith(field + ":")
+
+
+def test_range_ends_that_are_allowed():
+    cfg = load_config(None, ["solver.momentum=0", "solver.warmup_factor=1", "solver.clip_grad_norm=null",
+                             "model.mask_head_layers=0", "model.aspect_ratios=[1]"])
+    assert (cfg.solver.momentum, cfg.solver.warmup_factor, cfg.solver.clip_grad_norm) == (0.0, 1.0, None)
+    assert cfg.model.mask_head_layers == 0 and cfg.model.aspect_ratios == [1.0]
 
 
 def test_gather_roi_align_needs_a_fixed_sampling_ratio():
