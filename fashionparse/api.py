@@ -20,8 +20,7 @@ from fashionparse.categories import BY_ID, NUM_CATEGORIES
 from fashionparse.config import Config, from_dict
 from fashionparse.data.images import load_rgb, to_rgb
 from fashionparse.data.masks import mask_to_polygons
-from fashionparse.engine.checkpoint import load_checkpoint
-from fashionparse.errors import CheckpointError
+from fashionparse.engine.checkpoint import from_checkpoint, load_checkpoint, load_model_state
 from fashionparse.utils.device import resolve_device
 
 
@@ -43,16 +42,9 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "auto") -> t
 
     state = load_checkpoint(checkpoint)
     cfg = from_dict(state["config"], src=str(checkpoint))
-    # The weights come from this checkpoint; initial-weight files named at training time are not needed.
-    cfg.model.weights = None
-    cfg.model.backbone_weights = None
+    cfg.model = from_checkpoint(cfg.model)
     model = build_model(cfg.model)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise CheckpointError(f"weights do not fit the model its config describes ({first})",
-                              path=checkpoint, field="model") from e
+    load_model_state(model, state, checkpoint, "its config")
     dev = resolve_device(device) if isinstance(device, str) else device
     return model.to(dev).eval(), cfg
 

@@ -15,12 +15,14 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fashionparse.config import ModelConfig
+from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.errors import CheckpointError, ConfigError
 from fashionparse.model import (
     build_backbone,
     build_model,
     load_backbone_weights,
     load_detector_weights,
+    read_state_dict,
     set_trainable,
 )
 
@@ -77,6 +79,16 @@ def test_train_forward_returns_finite_losses(norm):
     assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
     sum(losses.values()).backward()  # the graph reaches the parameters
     assert model.roi_heads.mask_predictor.mask_fcn_logits.weight.grad is not None
+
+
+def test_mask_head_without_convolutions_trains():
+    """``mask_head_layers=0``, the least the config allows: the mask predictor reads the pooled FPN features."""
+    torch.manual_seed(0)
+    model = build_model(tiny(mask_head_layers=0, num_classes=6)).train()
+    assert len(model.roi_heads.mask_head) == 0
+    assert model.roi_heads.mask_predictor.conv5_mask.in_channels == TINY.fpn_channels
+    losses = model(*sample())
+    assert torch.isfinite(losses["loss_mask"]) and losses["loss_mask"] > 0
 
 
 def test_eval_forward_shapes():
@@ -348,6 +360,9 @@ class Payload:
 def write_bad_files(tmp_path):
     (tmp_path / "garbage.pth").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "hello.pth").write_text("hello world")  # torch's unpickler: KeyError 101
+    (tmp_path / "popped.pth").write_bytes(b"a")  # torch's unpickler: IndexError
+    (tmp_path / "config.pth").write_text("model:\n  depth: 18\n")  # a YAML config given as checkpoint
     (tmp_path / "garbage.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     torch.save({"classifier.weight": torch.zeros(3)}, tmp_path / "foreign.pth")
@@ -361,11 +376,14 @@ def write_bad_files(tmp_path):
         ("missing.pth", "not found"),
         ("garbage.pth", "not a PyTorch checkpoint"),
         ("empty.pth", "not a PyTorch checkpoint"),
+        ("hello.pth", r"not a PyTorch checkpoint \(KeyError: 101\)"),
+        ("popped.pth", r"not a PyTorch checkpoint \(IndexError"),
+        ("config.pth", "not a PyTorch checkpoint"),
         ("garbage.safetensors", "not a readable safetensors"),
         ("list.pth", "not a checkpoint"),
         ("nontensor.pth", "not a state dict"),
         ("foreign.pth", "no tensor matches"),
-        ("code.pth", "refused.*Payload"),
+        ("code.pth", r"refused: .*holds Python objects other than tensors \(references test_model\.Payload\)"),
     ],
 )
 def test_bad_checkpoint_files(tmp_path, name, message):
@@ -375,6 +393,17 @@ def test_bad_checkpoint_files(tmp_path, name, message):
         with pytest.raises(CheckpointError, match=message) as err:
             load(model, tmp_path / name)
         assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
+        assert "weights_only" not in str(err.value)  # torch's advice to load unsafely is not passed on
+
+
+@pytest.mark.parametrize("name", ["garbage.pth", "empty.pth", "hello.pth", "popped.pth", "config.pth", "code.pth"])
+def test_weights_and_training_checkpoints_refuse_unreadable_files_alike(tmp_path, name):
+    write_bad_files(tmp_path)
+    with pytest.raises(CheckpointError) as weights_err:
+        read_state_dict(tmp_path / name)
+    with pytest.raises(CheckpointError) as checkpoint_err:
+        load_checkpoint(tmp_path / name)
+    assert str(checkpoint_err.value) == str(weights_err.value)
 
 
 # ----------------------------------------------------------------------------------------------------

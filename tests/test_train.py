@@ -1,6 +1,9 @@
 """Training: a tiny parser really learns, resume continues exactly, a diverging loss stops cleanly."""
 
+import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +11,10 @@ import torch
 from fashionparse.config import load_config
 from fashionparse.engine import train as train_mod
 from fashionparse.engine.checkpoint import load_checkpoint
-from fashionparse.engine.train import LAST, TrainingDiverged, train
+from fashionparse.engine.demo import DemoResult
+from fashionparse.engine.train import DROPPED, FINAL, LAST, TrainingDiverged, train
+from fashionparse.errors import CheckpointError
+from fashionparse.model import build_model
 from train_fixtures import split_overrides
 
 DEMO = "configs/demo_cpu.yaml"
@@ -58,7 +64,48 @@ def test_resume_continues_with_identical_state(handful, tmp_path):
     assert all(torch.equal(state_a[k]["momentum_buffer"], state_b[k]["momentum_buffer"]) for k in state_a)
 
 
-def test_diverging_loss_stops_and_keeps_last_good_checkpoint(handful, tmp_path, monkeypatch):
+def test_resume_reads_no_initial_weight_files(handful, tmp_path):
+    """The initial weights (model.weights, model.backbone_weights) are all in the checkpoint: resuming reads
+    neither file, so it works after they are gone."""
+    torch.manual_seed(0)
+    initial = build_model(_cfg(handful, tmp_path).model)
+    detector, body = tmp_path / "detector.pth", tmp_path / "body.pth"
+    torch.save(initial.state_dict(), detector)
+    torch.save(initial.backbone.body.state_dict(), body)
+    common = [f"model.weights={detector}", f"model.backbone_weights={body}", "train.checkpoint_period=1",
+              "train.eval_at_end=false", "solver.stages=[{trainable: all, iterations: 2, lr: 0.01}]"]
+    partial = _cfg(handful, tmp_path / "run", *common)
+    partial.solver.stages[0].iterations = 1
+    train(partial, progress=False)
+    detector.unlink()
+    body.unlink()
+    resumed = train(_cfg(handful, tmp_path / "run", *common), resume=True, progress=False)
+    assert resumed.iterations == 2 and resumed.steps == 1
+    assert load_config(tmp_path / "run" / "config.yaml").model.weights == str(detector)  # the config is kept
+
+
+def test_resume_refuses_checkpoints_that_do_not_fit(handful, tmp_path):
+    run = tmp_path / "run"
+    common = ["train.checkpoint_period=1", "train.eval_at_end=false"]
+    train(_cfg(handful, run, *common, "solver.stages=[{trainable: all, iterations: 1, lr: 0.01}]"), progress=False)
+    last = run / LAST
+    # tensors of another model (the demo's FPN has 64 channels)
+    with pytest.raises(CheckpointError, match=rf"^{last}: model: weights do not fit the model this run's config "
+                                              r"describes \(size mismatch for backbone\.fpn\.") as err:
+        train(_cfg(handful, run, *common, "model.fpn_channels=32"), resume=True, progress=False)
+    assert "\n" not in str(err.value)
+    # an optimizer state of other trainable layers (the config's stage now trains the heads only)
+    with pytest.raises(CheckpointError, match=rf"^{last}: optimizer: does not fit this stage's trainable"):
+        train(_cfg(handful, run, *common, "solver.stages=[{trainable: heads, iterations: 3, lr: 0.01}]"),
+              resume=True, progress=False)
+    # the final model, which holds no optimizer, schedule or RNG state
+    shutil.copyfile(run / FINAL, last)
+    with pytest.raises(CheckpointError, match=rf"^{last}: stage: missing \(and optimizer, scheduler, rng\)"):
+        train(_cfg(handful, run, *common), resume=True, progress=False)
+
+
+def _poison_step(monkeypatch, call: int) -> None:
+    """Make the ``call``-th training forward return a NaN mask loss."""
     real_build = train_mod.build_model
 
     def poisoned(cfg):
@@ -68,7 +115,7 @@ def test_diverging_loss_stops_and_keeps_last_good_checkpoint(handful, tmp_path, 
         def forward_nan(images, targets=None):
             out = forward(images, targets)
             calls["n"] += 1
-            if model.training and calls["n"] == 3:
+            if model.training and calls["n"] == call:
                 out["loss_mask"] = out["loss_mask"] * float("nan")
             return out
 
@@ -76,13 +123,58 @@ def test_diverging_loss_stops_and_keeps_last_good_checkpoint(handful, tmp_path, 
         return model
 
     monkeypatch.setattr(train_mod, "build_model", poisoned)
+
+
+def test_diverging_loss_stops_and_keeps_last_good_checkpoint(handful, tmp_path, monkeypatch):
+    _poison_step(monkeypatch, 3)
     cfg = _cfg(handful, tmp_path / "run", "solver.stages=[{trainable: all, iterations: 5, lr: 0.01}]",
                "train.checkpoint_period=1")
-    with pytest.raises(TrainingDiverged, match="loss became nan at iteration 2"):
+    last = tmp_path / "run" / LAST
+    with pytest.raises(TrainingDiverged, match=rf"loss became nan at iteration 2 .*; kept the last good "
+                                               rf"checkpoint {last};"):
         train(cfg, progress=False)
-    kept = load_checkpoint(tmp_path / "run" / LAST)
+    kept = load_checkpoint(last)
     assert kept["iteration"] == 2
     assert not (tmp_path / "run" / "model_final.pth").exists()
+
+
+def test_diverging_before_any_checkpoint_says_so(handful, tmp_path, monkeypatch):
+    _poison_step(monkeypatch, 1)
+    cfg = _cfg(handful, tmp_path / "run", "solver.stages=[{trainable: all, iterations: 5, lr: 0.01}]",
+               "train.checkpoint_period=1")
+    with pytest.raises(TrainingDiverged, match=rf"^{tmp_path / 'run'}: loss became nan at iteration 0 .*; "
+                                               "no checkpoint was written yet;") as err:
+        train(cfg, progress=False)
+    assert "kept" not in str(err.value) and not (tmp_path / "run" / LAST).exists()
+
+
+def test_ground_truth_dropped_by_augmentation_is_counted(handful, tmp_path, monkeypatch):
+    """Rotation and a strong zoom push garments and landmarks off the image; the totals over the batches the
+    loop consumed reach metrics.jsonl, the checkpoint and the result."""
+    real_loader, consumed = train_mod.build_train_loader, []
+
+    def recording_loader(*args, **kwargs):
+        for images, targets in real_loader(*args, **kwargs):
+            consumed.append({k: sum(t.get(k, 0) for t in targets) for k in DROPPED})
+            yield images, targets
+
+    monkeypatch.setattr(train_mod, "build_train_loader", recording_loader)
+    cfg = _cfg(handful, tmp_path / "run", "solver.stages=[{trainable: all, iterations: 3, lr: 0.01}]",
+               "data.rotation_deg=180", "data.rotation_prob=1.0", "data.scale_jitter=0.9",
+               "train.log_period=1", "train.eval_at_end=false")
+    result = train(cfg, progress=False)
+    expected = {k: sum(batch[k] for batch in consumed) for k in DROPPED}
+    assert len(consumed) == 3 and expected["dropped_landmarks"] > 0
+    assert result.dropped == expected
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {k: lines[-1][k] for k in DROPPED} == expected
+    assert load_checkpoint(tmp_path / "run" / LAST)["dropped"] == expected
+
+
+def test_demo_result_without_evaluation():
+    """train.eval_at_end=false leaves the demo without metrics; its summary says so."""
+    text = DemoResult(Path("runs/demo"), None, 90.0, 10, 10).format()
+    assert text.startswith("no evaluation (train.eval_at_end=false)\n") and "1.5 min (10 detector steps)" in text
 
 
 def test_deadline_tightens_the_budget():

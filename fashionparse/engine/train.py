@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,19 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from fashionparse.config import Config, StageConfig, dump_config
+from fashionparse.config import Config, ModelConfig, StageConfig, dump_config
 from fashionparse.data.augment import build_train_transforms
 from fashionparse.data.balance import balance_plan
 from fashionparse.data.dataset import CocoInstanceDataset, collate
 from fashionparse.data.sampler import DistributedBatchSampler, RepeatFactorTrainingSampler, orientation_groups
-from fashionparse.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fashionparse.engine.checkpoint import (
+    from_checkpoint,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from fashionparse.engine.distributed import (
     DistContext,
     all_gather_objects,
@@ -46,12 +53,17 @@ from fashionparse.engine.distributed import (
 from fashionparse.engine.precision import autocast, backward_and_step, grad_scaler, use_channels_last
 from fashionparse.engine.pretrain import WEIGHTS_NAME as PRETRAINED_BODY
 from fashionparse.engine.pretrain import pretrain_backbone
-from fashionparse.errors import ConfigError, FashionparseError
+from fashionparse.errors import CheckpointError, ConfigError, FashionparseError
 from fashionparse.model import build_model, set_trainable
 from fashionparse.utils.io import atomic_write_text
 
 LAST = "checkpoint_last.pth"
 FINAL = "model_final.pth"
+# what resuming reads from checkpoint_last.pth besides the model ("samples" and "scaler" may be absent in older files)
+RESUME_FIELDS = ("iteration", "stage", "optimizer", "scheduler", "rng")
+# ground truth the augmentation removes (fashionparse.data.augment.warp): instances whose mask left the image,
+# labelled landmarks that left it; counted per target, summed over training
+DROPPED = ("dropped_instances", "dropped_landmarks")
 
 
 class TrainingDiverged(FashionparseError):
@@ -67,6 +79,7 @@ class TrainResult:
     stopped_early: bool
     metrics: Any = None  # EvalResult when evaluation ran (on rank 0 only in a distributed run)
     steps: int = 0  # optimizer steps this call actually ran
+    dropped: dict[str, int] = field(default_factory=dict)  # DROPPED totals over the whole training, all processes
 
 
 def stage_at(stages: list[StageConfig], iteration: int) -> tuple[int, int]:
@@ -186,10 +199,14 @@ def _restore_rng(state: dict[str, Any], ctx: DistContext, seed: int, samples: in
 
 
 def _restore_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                      state: dict[str, Any], lr: float) -> None:
+                      state: dict[str, Any], lr: float, checkpoint: Path) -> None:
     """Load a stage's optimizer and schedule, then put them on ``lr``, which differs from the checkpoint's
     when the world size changed under the linear scaling rule (identical otherwise)."""
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as e:  # torch: parameter groups of other sizes (a stage that trains other layers)
+        raise CheckpointError(f"does not fit this stage's trainable parameters ({e})", path=checkpoint,
+                              field="optimizer") from e
     scheduler.load_state_dict(state["scheduler"])
     factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
     scheduler.base_lrs = [lr] * len(optimizer.param_groups)
@@ -199,9 +216,10 @@ def _restore_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.l
 
 
 def _enter_stage(model: torch.nn.Module, cfg: Config, ctx: DistContext, idx: int, stage_start: int,
-                 iteration: int, state: dict[str, Any] | None):
+                 iteration: int, state: dict[str, Any] | None, checkpoint: Path):
     """Freeze what stage ``idx`` does not train, build its optimizer and warm-up schedule (restored from
-    ``state`` when it was written inside this stage) and wrap the model for this trainable set."""
+    ``state``, read from ``checkpoint``, when it was written inside this stage) and wrap the model for this
+    trainable set."""
     stage = cfg.solver.stages[idx]
     set_trainable(model, stage.trainable)
     lr = stage_lr(cfg, stage, ctx.world_size)
@@ -210,38 +228,42 @@ def _enter_stage(model: torch.nn.Module, cfg: Config, ctx: DistContext, idx: int
         optimizer,
         lambda i, s0=stage_start: warmup_factor(s0 + i, cfg.solver.warmup_iters, cfg.solver.warmup_factor),
     )
-    if state is not None and state.get("stage") == idx and "optimizer" in state:
-        _restore_schedule(optimizer, scheduler, state, lr)
-    else:  # resumed inside a stage without its optimizer state: catch the schedule up
+    if state is not None and state["stage"] == idx:
+        _restore_schedule(optimizer, scheduler, state, lr, checkpoint)
+    else:  # resumed from a checkpoint of an earlier stage: catch the schedule up
         for _ in range(iteration - stage_start):
             scheduler.step()
     return wrap_ddp(model, ctx, cfg.train.find_unused_parameters), optimizer, scheduler
 
 
 def _step(net: torch.nn.Module, batch, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, cfg: Config,
-          ctx: DistContext, iteration: int, checkpoint: Path) -> dict[str, float]:
+          ctx: DistContext, iteration: int, checkpoint: Path) -> tuple[dict[str, float], dict[str, int]]:
     """One optimizer step on this process's ``batch``; returns the loss terms and ``loss`` averaged over all
-    processes. A non-finite mean loss raises :class:`TrainingDiverged` on every rank alike, before the step."""
+    processes, and the :data:`DROPPED` counts of the batches of all processes summed. A non-finite mean loss
+    raises :class:`TrainingDiverged` on every rank alike, before the step."""
     net.train()
     images, targets = _to_device(*batch, ctx.device)
     with autocast(ctx.device, cfg.train.amp):
         losses = net(images, targets)
     loss = sum(losses.values())
-    values = reduce_mean(ctx, {**losses, "loss": loss})
+    counts = {k: torch.tensor(float(sum(t.get(k, 0) for t in targets)), device=ctx.device) for k in DROPPED}
+    values = reduce_mean(ctx, {**losses, "loss": loss, **counts})  # one all-reduce for both
+    dropped = {k: round(values.pop(k) * ctx.world_size) for k in DROPPED}  # mean x processes = sum
     if not math.isfinite(values["loss"]):
         parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k != "loss")
+        kept = (f"kept the last good checkpoint {checkpoint}" if checkpoint.is_file()
+                else "no checkpoint was written yet")
         raise TrainingDiverged(
-            f"loss became {values['loss']} at iteration {iteration} ({parts}); kept the last good "
-            f"checkpoint; lower the learning rate or check the data", path=checkpoint)
+            f"loss became {values['loss']} at iteration {iteration} ({parts}); {kept}; lower the learning rate "
+            f"or check the data", path=checkpoint.parent)
     backward_and_step(loss, optimizer, scaler, cfg.solver.clip_grad_norm)
-    return values
+    return values, dropped
 
 
-def _prepare_model(cfg: Config, ctx: DistContext, backbone_weights: Path | None = None) -> torch.nn.Module:
-    """The configured model on this process's device, its body loaded from ``backbone_weights`` when given:
+def _prepare_model(cfg: Config, ctx: DistContext, model_cfg: ModelConfig) -> torch.nn.Module:
+    """The model ``model_cfg`` describes (``cfg.model`` with the run's initial weights) on this process's device:
     SyncBatchNorm in a distributed run with ``train.sync_bn``, NHWC weights with ``train.channels_last`` on
     CUDA."""
-    model_cfg = cfg.model if backbone_weights is None else replace(cfg.model, backbone_weights=str(backbone_weights))
     model = build_model(model_cfg)
     if cfg.train.sync_bn:
         if not ctx.distributed:
@@ -292,18 +314,28 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
                                   mask_format=cfg.model.mask_format, minimask_shape=tuple(cfg.model.minimask_shape))
     if dataset.skipped.counts:
         tqdm.write(f"training data: {dataset.skipped.format()}")
-    pretrained = None
-    if cfg.pretrain.iterations and not resume:  # a resumed run takes every weight from its checkpoint
+    model_cfg = cfg.model
+    if resume:  # every tensor comes from the checkpoint: no initial-weight file is read (nor needed)
+        model_cfg = from_checkpoint(cfg.model)
+    elif cfg.pretrain.iterations:
         pretrained = out / "pretrain" / PRETRAINED_BODY
         if ctx.is_main:
             tqdm.write(pretrain_backbone(cfg, pretrained.parent, progress).format())
         barrier(ctx)
-    model = _prepare_model(cfg, ctx, pretrained)
+        model_cfg = replace(cfg.model, backbone_weights=str(pretrained))
+    model = _prepare_model(cfg, ctx, model_cfg)
 
     iteration, samples, state = 0, 0, None  # samples: global samples consumed, over all processes
+    dropped = dict.fromkeys(DROPPED, 0)
     if resume:
         state = load_checkpoint(out / LAST)
-        model.load_state_dict(state["model"])
+        missing = [k for k in RESUME_FIELDS if k not in state]
+        if missing:
+            also = f" (and {', '.join(missing[1:])})" if missing[1:] else ""
+            raise CheckpointError(f"missing{also}: resuming needs a {LAST} that training wrote (not e.g. a {FINAL})",
+                                  path=out / LAST, field=missing[0])
+        load_model_state(model, state, out / LAST, "this run's config")
+        dropped.update(state.get("dropped", {}))  # older checkpoints did not count
         iteration = int(state["iteration"])
         samples = int(state.get("samples", iteration * cfg.solver.batch_size))  # older: single-process files
         tqdm.write(f"resumed from {out / LAST} at iteration {iteration} ({samples} samples, written by "
@@ -343,10 +375,13 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
                 net = None
                 release_ddp()  # the previous stage's DDP hooks must be gone before new ones are registered
                 stage_idx = idx
-                net, optimizer, scheduler = _enter_stage(model, cfg, ctx, idx, stage_start, iteration, state)
+                net, optimizer, scheduler = _enter_stage(model, cfg, ctx, idx, stage_start, iteration, state,
+                                                         out / LAST)
                 state = None
                 bar.set_description(f"train [{stages[idx].trainable}]")
-            values = _step(net, next(loader_iter), optimizer, scaler, cfg, ctx, iteration, out / LAST)
+            values, step_dropped = _step(net, next(loader_iter), optimizer, scaler, cfg, ctx, iteration, out / LAST)
+            for k, n in step_dropped.items():
+                dropped[k] += n
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             iteration += 1
@@ -362,11 +397,11 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
                 bar.update(skip_to - iteration)
                 iteration = skip_to
             if logger is not None and (iteration % cfg.train.log_period == 0 or iteration == total):
-                logger.log(iteration, {**values, "lr": lr, "stage": stage_idx})
+                logger.log(iteration, {**values, "lr": lr, "stage": stage_idx, **dropped})
                 bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
             budget_spent = budget is not None and elapsed > budget
             if iteration % cfg.train.checkpoint_period == 0 or iteration == total or budget_spent:
-                _save_last(out, ctx, cfg, model, optimizer, scheduler, scaler, stage_idx, iteration, samples)
+                _save_last(out, ctx, cfg, model, optimizer, scheduler, scaler, stage_idx, iteration, samples, dropped)
             if budget_spent and iteration < total:
                 tqdm.write(f"time budget of {budget:.0f} s spent at iteration {iteration}")
                 stopped_early = True
@@ -375,21 +410,26 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
         bar.close()
         if logger is not None:
             logger.close()
+    if any(dropped.values()):
+        tqdm.write(f"training augmentation: {dropped['dropped_instances']} instances and "
+                   f"{dropped['dropped_landmarks']} labelled landmarks left the image (rotation or zoom) and were "
+                   "dropped from their targets")
     if ctx.is_main:
         save_checkpoint(out / FINAL, {"model": model.state_dict(), "config": cfg.to_dict(), "iteration": iteration})
     metrics = None
     if cfg.train.eval_at_end and cfg.data.val_annotations:
         metrics = evaluate_config(model, cfg, device, out / "eval", progress=progress, ctx=ctx)
     barrier(ctx)  # the final files exist before any process returns
-    return TrainResult(out, model, iteration, out / FINAL, stopped_early, metrics, steps)
+    return TrainResult(out, model, iteration, out / FINAL, stopped_early, metrics, steps, dropped)
 
 
 def _save_last(out: Path, ctx: DistContext, cfg: Config, model: torch.nn.Module, optimizer, scheduler, scaler,
-               stage_idx: int, iteration: int, samples: int) -> None:
+               stage_idx: int, iteration: int, samples: int, dropped: dict[str, int]) -> None:
     """Collective: gather every process's RNG state, then rank 0 writes ``checkpoint_last.pth``.
 
     ``samples`` counts the global samples consumed, so a run at another world size continues the same
-    stream; ``rng`` lists one state per rank."""
+    stream; ``rng`` lists one state per rank; ``dropped`` the :data:`DROPPED` totals so far, which a resumed
+    run continues."""
     rng = all_gather_objects(ctx, rng_state())
     if not ctx.is_main:
         return
@@ -397,6 +437,7 @@ def _save_last(out: Path, ctx: DistContext, cfg: Config, model: torch.nn.Module,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(), "stage": stage_idx, "iteration": iteration, "samples": samples,
         "world_size": ctx.world_size, "batch_size": cfg.solver.batch_size, "config": cfg.to_dict(), "rng": rng,
+        "dropped": dict(dropped),
     })
 
 

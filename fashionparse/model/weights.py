@@ -1,7 +1,8 @@
 """Load weights from local files only: ImageNet backbone state dicts and whole detector checkpoints.
 
 Nothing is fetched from a hub and nothing in a file is executed: ``.pth`` files are read with
-``torch.load(weights_only=True)``, ``.safetensors`` with safetensors. Every tensor of the file is either
+``torch.load(weights_only=True)`` (:func:`~fashionparse.engine.checkpoint.torch_load`, shared with the training
+checkpoints), ``.safetensors`` with safetensors. Every tensor of the file is either
 loaded or listed as skipped with a reason, and every model tensor the file does not provide is listed
 as newly initialised (:class:`LoadReport`). Shape mismatches are errors, except for the class-specific
 predictor layers of a detector checkpoint trained on a different class count, which keep their fresh
@@ -10,9 +11,7 @@ initialisation (matterport's "exclude the weights of the fully connected layers"
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from torch import nn
 
+from fashionparse.engine.checkpoint import torch_load
 from fashionparse.errors import CheckpointError
 
 StateDict = dict[str, torch.Tensor]
@@ -102,19 +102,7 @@ def read_state_dict(path: str | Path) -> StateDict:
             return _unwrap(load_safetensors(str(path), device="cpu"), str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"not a readable safetensors file ({e})", path=path) from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if code:
-            raise CheckpointError(
-                f"refused: the pickle needs code execution to load (references {code.group(1)})", path=path
-            ) from e
-        raise CheckpointError("not a PyTorch checkpoint (unreadable pickle)", path=path) from e
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"not a PyTorch checkpoint ({first})", path=path) from e
-    return _unwrap(obj, str(path))
+    return _unwrap(torch_load(path), str(path))
 
 
 # ----------------------------------------------------------------------------------------------------
