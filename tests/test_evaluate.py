@@ -16,6 +16,7 @@ from pycocotools.cocoeval import COCOeval
 
 from fashionparse.categories import CATEGORIES, coco_categories
 from fashionparse.engine.evaluate import (
+    check_results,
     evaluate_model,
     evaluate_results,
     load_ground_truth,
@@ -261,7 +262,10 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path, scenario: dict) -> None:
 
 
 def test_any_coco_category_set_evaluates_like_pycocotools(tmp_path: Path) -> None:
-    """COCO's own ids (the pretraining config): same numbers as pycocotools, GT names, no DF2 comparison."""
+    """COCO's own ids (the pretraining config): same numbers as pycocotools, GT names, no DF2 comparison.
+
+    Detections of an id the GT lacks (9 and 5 here, as a 91-class model predicts ids unused by a GT) are left
+    out of scoring as pycocotools leaves them out, and counted."""
     names = {1: "person", 18: "dog", 90: "toothbrush"}
     items = {image_id: [(18 if c == 8 else 90 if c == 11 else c, box) for c, box in objects]
              for image_id, objects in GT_ITEMS.items() if all(c != 7 for c, _ in objects)}
@@ -269,22 +273,32 @@ def test_any_coco_category_set_evaluates_like_pycocotools(tmp_path: Path) -> Non
     gt_file = _write_json(tmp_path / "coco_gt.json", gt)
     bbox, segm = [], []
     for image_id in items:
-        detections = [(18 if c == 8 else 90 if c == 11 else c, score, box)
-                      for c, score, box in PREDICTIONS[image_id] if c in (1, 8, 11)]
+        detections = [(18 if c == 8 else 90 if c == 11 else c, score, box) for c, score, box in PREDICTIONS[image_id]]
+        detections.append((5, 0.99, (2, 2, 20, 20)))  # the highest score of the image, of a category without GT
         b, m = to_coco_results(image_id, _output(detections, *SIZES[image_id]))
         bbox, segm = bbox + b, segm + m
+    foreign = sum(r["category_id"] not in names for r in bbox)
+    assert foreign == 3  # image 3's category 9 and both images' category 5
     result = evaluate_results(gt_file, bbox, segm)
     for task, iou_type, records in ((result.box, "bbox", bbox), (result.mask, "segm", segm)):
+        # pycocotools on every record, the foreign ones included
         ev = _direct_cocoeval(gt_file, _write_json(tmp_path / f"{iou_type}.json", records), iou_type)
         assert task.stats == tuple(float(v) for v in ev.stats)
+        assert all(0.0 < v < 1.0 for v in task.stats[:3])
+        assert task.num_detections == len(records) and task.num_unscored == foreign
     assert [(c.category_id, c.name) for c in result.box.per_category] == [
         (1, "person"), (18, "dog"), (90, "toothbrush")]
     assert not result.is_df2
+    note = "3 box and 3 mask detections of categories without ground truth were left out of scoring"
+    assert note in result.format()
     text = metrics_markdown(result)
-    assert text.startswith("# COCO-format evaluation") and "| 90 | toothbrush |" in text
+    assert text.startswith("# COCO-format evaluation") and "| 90 | toothbrush |" in text and note in text
     assert "Comparison with published results" not in text
-    with pytest.raises(FashionparseError, match=r"segm results\[0\]\.category_id: category_id 5 "):
-        evaluate_results(gt_file, bbox, [{**segm[0], "category_id": 5}])
+    assert result.to_dict()["box"]["num_unscored"] == result.to_dict()["mask"]["num_unscored"] == 3
+    # the analyses, which have nowhere to count them, still refuse such records
+    first = next(i for i, r in enumerate(segm) if r["category_id"] not in names)
+    with pytest.raises(FashionparseError, match=rf"segm results\[{first}\]\.category_id: category_id 5 "):
+        check_results(segm, "segm", load_ground_truth(gt_file, df2_categories=False))
     with pytest.raises(AnnotationError, match="not DeepFashion2 categories"):
         load_ground_truth(gt_file)  # the attribute and confusion analyses still need DF2's ids
 
@@ -294,6 +308,7 @@ def test_reports_and_submission_files(scenario: dict, tmp_path: Path) -> None:
     paths = write_eval_outputs(result, tmp_path / "out", scenario["bbox"], scenario["segm"])
     metrics = json.loads(paths["metrics.json"].read_text())
     assert metrics["mask"]["stats"] == list(result.mask.stats)
+    assert metrics["box"]["num_unscored"] == metrics["mask"]["num_unscored"] == 0  # every category is DF2's
     assert metrics["box"]["per_category"][1]["AP"] is None  # long sleeve top: absent from the GT
     assert json.loads(paths["segm_results.json"].read_text()) == scenario["segm"]
     with contextlib.redirect_stdout(io.StringIO()):

@@ -26,6 +26,7 @@ from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
 from fashionparse.categories import BY_ID
+from fashionparse.data.dataset import collate
 from fashionparse.engine.published import APTriple, PublishedResult, comparison_table, format_percent
 from fashionparse.errors import AnnotationError, FashionparseError
 from fashionparse.utils.io import atomic_write_json, atomic_write_text
@@ -92,7 +93,9 @@ class TaskMetrics:
     """COCOeval outcome for one iouType (``bbox`` or ``segm``).
 
     ``stats`` are pycocotools' 12 numbers unchanged (-1 = no GT in that area range); the named
-    properties give the same values with ``None`` in place of -1.
+    properties give the same values with ``None`` in place of -1. ``num_detections`` counts every record
+    given, ``num_unscored`` those of them left out of scoring because their category is not in the ground
+    truth (pycocotools only scores the GT's categories, e.g. a 91-class COCO model's unused ids).
     """
 
     iou_type: str
@@ -100,6 +103,7 @@ class TaskMetrics:
     per_category: tuple[CategoryAP, ...]
     num_detections: int
     summary: str
+    num_unscored: int = 0
 
     def _stat(self, index: int) -> float | None:
         value = self.stats[index]
@@ -156,6 +160,14 @@ class EvalResult:
     def title(self) -> str:
         return "DeepFashion2 evaluation" if self.is_df2 else "COCO-format evaluation"
 
+    @property
+    def unscored_note(self) -> str:
+        """One sentence on the detections left out of scoring (category not in the GT); "" when none were."""
+        if not (self.box.num_unscored or self.mask.num_unscored):
+            return ""
+        return (f"{self.box.num_unscored} box and {self.mask.num_unscored} mask detections of categories without "
+                "ground truth were left out of scoring, as pycocotools does.")
+
     def format(self) -> str:
         """Short console report: AP/AP50/AP75/APs/APm/APl in percent for box and mask."""
         names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -163,13 +175,15 @@ class EvalResult:
                  "task  " + "".join(f"{n:>7}" for n in names)]
         for label, task in (("box", self.box), ("mask", self.mask)):
             lines.append(f"{label:<6}" + "".join(f"{format_percent(task.metrics()[n]):>7}" for n in names))
+        if self.unscored_note:
+            lines.append(self.unscored_note)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (fractions; ``null`` for undefined values)."""
         def task(t: TaskMetrics) -> dict[str, Any]:
             return {"metrics": t.metrics(), "stats": list(t.stats), "num_detections": t.num_detections,
-                    "per_category": [asdict(c) for c in t.per_category]}
+                    "num_unscored": t.num_unscored, "per_category": [asdict(c) for c in t.per_category]}
         return {"protocol": "COCO bbox/segm, IoU .50:.05:.95, maxDets 100, areas from GT 'area'",
                 "num_images": self.num_images, "box": task(self.box), "mask": task(self.mask)}
 
@@ -211,9 +225,11 @@ def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> 
     return coco
 
 
-def check_results(results: Sequence[Mapping], iou_type: str, gt: COCO) -> None:
-    """Reject records pycocotools would crash on or silently ignore (image or category not in ``gt``)."""
+def unscored_results(results: Sequence[Mapping], iou_type: str, gt: COCO) -> list[int]:
+    """Indices of the records whose category is not in ``gt``, which COCOeval leaves out of scoring (it only
+    scores the GT's categories); raise on a record pycocotools would crash on (missing field, unknown image)."""
     image_ids, category_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    unscored = []
     for i, record in enumerate(results):
         for key in _RESULT_KEYS[iou_type]:
             if key not in record:
@@ -222,8 +238,18 @@ def check_results(results: Sequence[Mapping], iou_type: str, gt: COCO) -> None:
             raise FashionparseError(f"image_id {record['image_id']} is not in the ground truth",
                                     field=f"{iou_type} results[{i}].image_id")
         if record["category_id"] not in category_ids:
-            raise FashionparseError(f"category_id {record['category_id']} is not a ground-truth category",
-                                    field=f"{iou_type} results[{i}].category_id")
+            unscored.append(i)
+    return unscored
+
+
+def check_results(results: Sequence[Mapping], iou_type: str, gt: COCO) -> None:
+    """Reject records pycocotools would crash on or silently ignore (image or category not in ``gt``): the
+    analyses, unlike the evaluation, have no place to count ignored records."""
+    unscored = unscored_results(results, iou_type, gt)
+    if unscored:
+        i = unscored[0]
+        raise FashionparseError(f"category_id {results[i]['category_id']} is not a ground-truth category",
+                                field=f"{iou_type} results[{i}].category_id")
 
 
 def load_detections(gt: COCO, results: Sequence[Mapping]) -> COCO:
@@ -262,9 +288,12 @@ def _display_name(category: Mapping) -> str:
     return df2.name if df2 is not None and category.get("name") in (df2.coco_name, df2.name) else category["name"]
 
 
-def _evaluate_task(gt: COCO, results: Sequence[Mapping], iou_type: str) -> TaskMetrics:
+def _evaluate_task(gt: COCO, results: Sequence[Mapping], iou_type: str, unscored: set[int]) -> TaskMetrics:
+    """pycocotools' evaluation of ``results`` under DF2's protocol, leaving out (and counting) the records at
+    indices ``unscored`` (:func:`unscored_results`), which COCOeval would not score either."""
+    scored = [r for i, r in enumerate(results) if i not in unscored]
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = COCOeval(gt, load_detections(gt, results), iou_type)
+        evaluator = COCOeval(gt, load_detections(gt, scored), iou_type)
         evaluator.params.imgIds = sorted(gt.getImgIds())
         evaluator.evaluate()
         evaluator.accumulate()
@@ -273,7 +302,7 @@ def _evaluate_task(gt: COCO, results: Sequence[Mapping], iou_type: str) -> TaskM
         evaluator.summarize()
     return TaskMetrics(iou_type=iou_type, stats=tuple(float(s) for s in evaluator.stats),
                        per_category=_per_category(evaluator), num_detections=len(results),
-                       summary=summary.getvalue())
+                       summary=summary.getvalue(), num_unscored=len(unscored))
 
 
 def evaluate_results(gt: str | Path | COCO, bbox_results: Sequence[Mapping],
@@ -284,10 +313,10 @@ def evaluate_results(gt: str | Path | COCO, bbox_results: Sequence[Mapping],
     replaces its annotations' polygons by RLE in place.
     """
     coco = load_ground_truth(gt, df2_categories=False)
-    check_results(bbox_results, "bbox", coco)
-    check_results(segm_results, "segm", coco)
-    return EvalResult(box=_evaluate_task(coco, bbox_results, "bbox"),
-                      mask=_evaluate_task(coco, segm_results, "segm"),
+    unscored_bbox, unscored_segm = [set(unscored_results(results, iou_type, coco))  # both checked before scoring
+                                    for results, iou_type in ((bbox_results, "bbox"), (segm_results, "segm"))]
+    return EvalResult(box=_evaluate_task(coco, bbox_results, "bbox", unscored_bbox),
+                      mask=_evaluate_task(coco, segm_results, "segm", unscored_segm),
                       num_images=len(coco.getImgIds()))
 
 
@@ -308,9 +337,11 @@ def metrics_markdown(result: EvalResult, published: Sequence[PublishedResult] | 
     published DF2 results."""
     lines = [f"# {result.title}", "",
              f"{result.num_images} images; COCO protocol (IoU .50:.05:.95, maxDets 100, area ranges from the "
-             "GT `area` field). Values in percent; '–' = undefined (no GT in that range/category).", "",
-             "## Results", "", "| task | AP | AP50 | AP75 | APs | APm | APl |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "GT `area` field). Values in percent; '–' = undefined (no GT in that range/category).", ""]
+    if result.unscored_note:
+        lines += [result.unscored_note, ""]
+    lines += ["## Results", "", "| task | AP | AP50 | AP75 | APs | APm | APl |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, task in (("box", result.box), ("mask", result.mask)):
         values = (task.AP, task.AP50, task.AP75, task.APs, task.APm, task.APl)
         lines.append(f"| {name} | " + " | ".join(format_percent(v) for v in values) + " |")
@@ -343,10 +374,6 @@ def write_eval_outputs(result: EvalResult, out_dir: str | Path, bbox_results: Se
 # Inference
 # --------------------------------------------------------------------------------------------------------
 
-def _collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[tuple[torch.Tensor, ...], tuple[dict, ...]]:
-    return tuple(zip(*batch))  # type: ignore[return-value]
-
-
 def run_inference(model: torch.nn.Module, dataset: torch.utils.data.Dataset, device: str | torch.device, *,
                   batch_size: int = 1, num_workers: int = 0, progress: bool = True,
                   mask_threshold: float = 0.5) -> tuple[list[dict], list[dict]]:
@@ -356,7 +383,7 @@ def run_inference(model: torch.nn.Module, dataset: torch.utils.data.Dataset, dev
     list of images and returns one output dict per image (see ``to_coco_results``).
     """
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers, collate_fn=_collate)
+                                         num_workers=num_workers, collate_fn=collate)
     model.eval()
     bbox_results: list[dict] = []
     segm_results: list[dict] = []
