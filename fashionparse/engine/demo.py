@@ -21,6 +21,7 @@ from fashionparse.config import Config, load_config, scale_stages
 from fashionparse.data.convert import convert_split
 from fashionparse.data.dataset import CocoInstanceDataset
 from fashionparse.data.synth import generate_split
+from fashionparse.engine.evaluate import EvalResult
 from fashionparse.engine.train import train
 from fashionparse.utils.io import atomic_write_json
 from fashionparse.visualize import draw_ground_truth_vs_prediction, save_image
@@ -39,14 +40,15 @@ DEMO_LIMIT_S, FINISH_RESERVE_S = 600.0, 30.0
 @dataclass
 class DemoResult:
     run_dir: Path
-    metrics: object
+    metrics: EvalResult | None  # None with train.eval_at_end=false
     seconds: float
     steps: int  # detector training steps run
     scheduled: int  # detector training steps in the config's schedule
 
     def format(self) -> str:
         cut = "" if self.steps == self.scheduled else f" of {self.scheduled}: the time budget cut the schedule"
-        return (f"{self.metrics.format()}\n"
+        metrics = self.metrics.format() if self.metrics is not None else "no evaluation (train.eval_at_end=false)"
+        return (f"{metrics}\n"
                 f"demo finished in {self.seconds / 60:.1f} min ({self.steps} detector steps{cut}); "
                 f"run folder: {self.run_dir}")
 
