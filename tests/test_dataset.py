@@ -108,8 +108,8 @@ def _with(entry: dict, **changes) -> dict:
     ([_GOOD_IMAGE], [_with(_GOOD_ANN, bbox=None)], "full", r"annotation 1.bbox: expected \[x, y, width, height\]"),
     ([_GOOD_IMAGE], [_with(_GOOD_ANN, bbox=[1, 2, 3])], "full", "annotation 1.bbox: expected"),
     ([_GOOD_IMAGE], [_with(_GOOD_ANN, category_id="1")], "full", "annotation 1.category_id: expected an integer"),
-    ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation=[[1, 2, 3, 4]])], "full",
-     "annotation 1.segmentation: segmentation polygon 0 has 4 values"),  # pycocotools would read it as a box
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation=[[1, 2, 3, 4, 5, 6], ["a"] * 6])], "full",
+     "annotation 1.segmentation: segmentation polygon 1 is not a list of numbers"),
     ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation={"counts": "abc"})], "full",
      "annotation 1.segmentation: RLE needs 'size' and 'counts'"),
 ])
@@ -127,3 +127,23 @@ def test_a_file_that_is_not_a_coco_object_is_named(tmp_path):
     path.write_text(json.dumps({"images": [], "annotations": [{"image_id": 1}], "categories": []}))
     with pytest.raises(AnnotationError, match="ann.json: not a COCO instance file \\(missing key 'id'\\)"):
         CocoInstanceDataset(tmp_path / "img", path)
+
+
+@pytest.mark.parametrize("mask_format", ["full", "polygon"])
+def test_short_polygons_and_crowd_rle_are_left_out_and_counted(tmp_path, mask_format):
+    """A polygon of < 3 points (which DF2's official converter copies through, and which pycocotools would read
+    as a box when it has 4 numbers) is left out of its annotation's mask; an annotation with nothing else, and
+    a crowd annotation in RLE (as COCO itself has them), are skipped, even where RLE cannot be a target."""
+    Image.new("RGB", (40, 30)).save(tmp_path / "img" / "a.png")
+    triangle = [2, 3, 20, 3, 20, 25]
+    crowd = {**_ann(3, 1, triangle), "segmentation": {"size": [30, 40], "counts": [0, 1200]}, "iscrowd": 1}
+    anns = [{**_ann(1, 1, triangle), "segmentation": [[5, 5, 9, 9], triangle]}, _ann(2, 1, [1, 1, 8, 8]), crowd]
+    path = _write(tmp_path, [_GOOD_IMAGE], anns)
+    ds = CocoInstanceDataset(tmp_path / "img", path, mask_format=mask_format)
+    assert ds.skipped.counts == {"polygons of fewer than 3 points (left out of their annotation's mask)": 1,
+                                 "annotations without a polygon of 3 or more points": 1, "crowd annotations": 1}
+    _, target = ds[0]
+    masks = target["masks"] if mask_format == "full" else target["masks"].to_bitmasks()
+    expected = COCO(str(path)).annToMask({**anns[0], "segmentation": [triangle]})
+    assert target["labels"].tolist() == [1]
+    np.testing.assert_array_equal(masks[0].numpy(), expected)

@@ -267,9 +267,9 @@ def test_dataset_names_segmentations_compact_formats_cannot_take(tmp_path, fmt):
     rle = {**_ann(5, [HEXAGON], 1), "segmentation": {"size": [H, W], "counts": [0, W * H]}}
     with pytest.raises(AnnotationError, match=r"annotation 5\.segmentation: segmentation is RLE"):
         CocoInstanceDataset(tmp_path, _coco_file(tmp_path, [rle]), mask_format=fmt)
-    short = _ann(6, [[1, 1, 9, 5]], 1)  # two vertices: pycocotools would read a box
-    with pytest.raises(AnnotationError, match=r"annotation 6\.segmentation: .*polygon 0 has 4 values"):
-        CocoInstanceDataset(tmp_path, _coco_file(tmp_path, [short]), mask_format=fmt)
+    short = _ann(6, [[1, 1, 9, 5]], 1)  # two vertices, no area: skipped and counted, not read as a box
+    ds = CocoInstanceDataset(tmp_path, _coco_file(tmp_path, [short]), mask_format=fmt)
+    assert ds.skipped.counts == {"annotations without a polygon of 3 or more points": 1}
     with pytest.raises(ValueError, match="bitmask"):
         CocoInstanceDataset(tmp_path, _coco_file(tmp_path, [short]), mask_format="bitmask")
 

@@ -117,7 +117,10 @@ def coco_polygons(segmentation: Any) -> list[np.ndarray]:
         raise ValueError(f"expected a list of polygons, got {type(segmentation).__name__}")
     out = []
     for i, poly in enumerate(segmentation):
-        values = np.asarray(poly, dtype=np.float64)
+        try:
+            values = np.asarray(poly, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"polygon {i} is not a list of numbers ({e})") from e
         if values.ndim != 1 or values.size % 2 or values.size < 6:
             raise ValueError(f"polygon {i} has {values.size} values; needs an even count >= 6")
         out.append(values.reshape(-1, 2))

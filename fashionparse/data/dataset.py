@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from fashionparse.categories import BY_ID, TOTAL_LANDMARKS
 from fashionparse.config import MASK_FORMATS
 from fashionparse.data.compact_masks import CompactMasks, MiniMasks, PolygonMasks, coco_polygons
+from fashionparse.data.df2 import is_number
 from fashionparse.data.images import load_rgb
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError
@@ -104,9 +105,12 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             self._check_annotation(ann)
             info = self.coco.imgs[ann["image_id"]]
             reason = reject_reason(ann, int(info["width"]), int(info["height"]))
-            if reason:
+            if reason:  # e.g. crowd annotations, RLE in COCO itself, whatever their mask format
                 self.skipped.add(reason)
-            elif self.with_landmarks:
+                continue
+            if self.with_masks:
+                self._check_segmentation(ann)
+            if self.with_landmarks:
                 self._check_landmarks(ann)
 
     def _error(self, message: str, field: str) -> AnnotationError:
@@ -118,31 +122,40 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             raise self._error("expected a file name", f"image {image_id}.file_name")
         for key in ("width", "height"):
             value = info.get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not _is_integral(value) or value <= 0:
                 raise self._error(f"expected a positive integer, got {value!r}", f"image {image_id}.{key}")
 
     def _check_annotation(self, ann: dict) -> None:
-        """Raise on an annotation field the targets are built from: its image, category, box and outline."""
+        """Raise on the annotation fields every annotation needs, kept or skipped: its image, category and box."""
         where = f"annotation {ann['id']}"
         if ann.get("image_id") not in self.coco.imgs:
             raise self._error(f"no image with id {ann.get('image_id')!r}", f"{where}.image_id")
         category = ann.get("category_id")
-        if not isinstance(category, int) or isinstance(category, bool):
+        if not _is_integral(category):
             raise self._error(f"expected an integer, got {category!r}", f"{where}.category_id")
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
             raise self._error(f"expected [x, y, width, height] as 4 finite numbers, got {bbox!r}", f"{where}.bbox")
-        if not self.with_masks:
-            return
+
+    def _check_segmentation(self, ann: dict) -> None:
+        """Raise on a kept annotation's outline this mask format cannot take; count the polygons of fewer than 3
+        points that :func:`_outline` leaves out (no area; pycocotools would read a 4-number one as a box)."""
+        field = f"annotation {ann['id']}.segmentation"
         segmentation = ann.get("segmentation")
-        if isinstance(segmentation, dict) and self.mask_format == "full":
+        if isinstance(segmentation, dict):
+            if self.mask_format != "full":
+                raise self._error(f"segmentation is RLE; mask_format {self.mask_format} needs polygons (use "
+                                  "mask_format full)", field)
             if not {"size", "counts"} <= segmentation.keys():
-                raise self._error("RLE needs 'size' and 'counts'", f"{where}.segmentation")
+                raise self._error("RLE needs 'size' and 'counts'", field)
             return
         try:
-            coco_polygons(segmentation)
+            coco_polygons(_outline(segmentation))
         except ValueError as e:
-            raise self._error(f"segmentation {e}", f"{where}.segmentation") from e
+            raise self._error(f"segmentation {e}", field) from e
+        short = len(segmentation) - len(_outline(segmentation))
+        if short:
+            self.skipped.add("polygons of fewer than 3 points (left out of their annotation's mask)", short)
 
     def _check_landmarks(self, ann: dict) -> None:
         """Raise on a malformed ``keypoints`` field; count what :func:`_landmarks` will leave out."""
@@ -158,7 +171,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             n = len(values) if isinstance(values, list) else type(values).__name__
             raise AnnotationError(f"expected {3 * TOTAL_LANDMARKS} values, got {n}", path=self.annotations,
                                   field=f"{where}.keypoints")
-        if not all(_is_number(v) for v in values):
+        if not all(is_number(v) for v in values):
             raise AnnotationError("expected numbers", path=self.annotations, field=f"{where}.keypoints")
         outside = np.asarray(values, dtype=np.float64).reshape(TOTAL_LANDMARKS, 3)
         outside[BY_ID[ann["category_id"]].slots] = 0
@@ -243,9 +256,9 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
     def _masks(self, anns: list[dict], h: int, w: int) -> tv_tensors.Mask | CompactMasks:
         """The instance masks of ``anns`` in this dataset's ``mask_format``."""
         if self.mask_format == "full":
-            masks = [polygons_to_mask(ann["segmentation"], h, w) for ann in anns]
+            masks = [polygons_to_mask(_outline(ann["segmentation"]), h, w) for ann in anns]
             return tv_tensors.Mask(torch.from_numpy(np.stack(masks) if masks else np.zeros((0, h, w), np.uint8)))
-        polygons = [coco_polygons(ann["segmentation"]) for ann in anns]  # checked in __init__
+        polygons = [coco_polygons(_outline(ann["segmentation"])) for ann in anns]  # checked in __init__
         masks = PolygonMasks(polygons, (h, w)).clipped()
         return masks if self.mask_format == "polygon" else MiniMasks.from_polygons(masks, self.minimask_shape)
 
@@ -260,8 +273,16 @@ def _landmarks(ann: dict) -> np.ndarray:
     return out
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+def _is_integral(value: Any) -> bool:
+    """An int, or a float with an integral value (100.0), as JSON writers may give them."""
+    return is_number(value) and float(value).is_integer()
+
+
+def _outline(segmentation: list | dict) -> list | dict:
+    """An annotation's segmentation without its polygons of fewer than 3 points (RLE unchanged)."""
+    if not isinstance(segmentation, list):
+        return segmentation
+    return [p for p in segmentation if not (isinstance(p, list) and len(p) < 6)]
 
 
 def _clipped_xyxy(bbox: list[float], width: int, height: int) -> list[float]:
@@ -277,6 +298,8 @@ def reject_reason(ann: dict, width: int, height: int) -> str | None:
     x1, y1, x2, y2 = _clipped_xyxy(ann["bbox"], width, height)
     if x2 <= x1 or y2 <= y1:
         return "degenerate boxes"
+    if isinstance(ann.get("segmentation"), list) and not _outline(ann["segmentation"]):
+        return "annotations without a polygon of 3 or more points"
     return None
 
 

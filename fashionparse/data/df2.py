@@ -5,9 +5,10 @@ A DF2 split is a folder holding ``image/NNNNNN.jpg`` and ``annos/NNNNNN.json`` (
 field, and returns the good records plus a list of :class:`Problem` (what was skipped and why).
 
 Lenient mode (default) skips a bad item, or the whole image when the image file or the image-level
-annotation is bad (including one without any ``itemN``); a polygon of fewer than 3 points is dropped from
-an item that keeps another polygon (the official converter copies such polygons through). ``strict=True``
-raises :class:`~fashionparse.errors.AnnotationError` at the first problem instead.
+annotation is bad (one without any ``itemN`` is an image without garments, kept as the official converter
+keeps it); a polygon of fewer than 3 points is dropped from an item that keeps another polygon (the official
+converter copies such polygons through). ``strict=True`` raises :class:`~fashionparse.errors.AnnotationError`
+at the first problem instead.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ PROBLEM_KINDS: dict[str, str] = {
     "missing_annotation": "image without annotation",
     "bad_image": "image file not decodable",
     "bad_json": "annotation file unreadable or not a JSON object",
-    "no_items": "annotation has no itemN entry",
     "missing_field": "required field missing",
     "bad_source": "source is not 'shop' or 'user'",
     "bad_pair_id": "pair_id is not an integer",
@@ -212,12 +212,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite int or float, not a bool (JSON's true/false)."""
     return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and math.isfinite(v))
 
 
 def _is_number_list(v: Any) -> bool:
-    return isinstance(v, list) and all(_is_number(c) for c in v)
+    return isinstance(v, list) and all(is_number(c) for c in v)
 
 
 def _inside(x: float, y: float, size: tuple[int, int]) -> bool:
@@ -398,8 +399,6 @@ def _read_image(job: tuple[int, Path, Path]) -> _ImageResult:
     image_problems += [Problem(file, None, field, message, kind) for field, kind, message in _check_top_level(data)]
 
     item_keys = sorted((k for k in data if _ITEM_KEY.fullmatch(k)), key=lambda k: int(k[4:]))
-    if not item_keys:
-        image_problems.append(Problem(file, None, None, "has no item: expected item1, item2, ...", "no_items"))
     bad_keys = sorted(k for k in data if k.startswith("item") and not _ITEM_KEY.fullmatch(k))
     items: list[Item] = []
     item_problems = [Problem(file, key, None, "is not an itemN key (N a number); not read", "bad_item_key")
