@@ -300,10 +300,10 @@ def validate(cfg: Config, src: str | None = None) -> Config:
     _check_positive(s.warmup_iters, "solver.warmup_iters", src, allow_zero=True)
     if not 0.0 <= s.momentum < 1.0:
         raise ConfigError(f"must lie in [0, 1), got {s.momentum!r}", path=src, field="solver.momentum")
-    if not 0.0 < s.warmup_factor <= 1.0:
-        raise ConfigError(f"must lie in (0, 1], got {s.warmup_factor!r}", path=src, field="solver.warmup_factor")
-    if s.clip_grad_norm is not None:  # null: no clipping; a negative norm would flip the gradients
-        _check_positive(s.clip_grad_norm, "solver.clip_grad_norm", src)
+    if not 0.0 <= s.warmup_factor <= 1.0:
+        raise ConfigError(f"must lie in [0, 1], got {s.warmup_factor!r}", path=src, field="solver.warmup_factor")
+    if s.clip_grad_norm is not None:  # null or 0: no clipping; a negative norm would flip the gradients
+        _check_positive(s.clip_grad_norm, "solver.clip_grad_norm", src, allow_zero=True)
     if not s.stages:
         raise ConfigError("needs at least one stage", path=src, field="solver.stages")
     for i, st in enumerate(s.stages):

@@ -57,8 +57,7 @@ def test_overrides_are_typed_yaml():
         ("train.time_budget_s=.nan", "train.time_budget_s"),
         ("train.time_budget_s=-1", "train.time_budget_s"),
         ("solver.clip_grad_norm=-1", "solver.clip_grad_norm"),
-        ("solver.clip_grad_norm=0", "solver.clip_grad_norm"),
-        ("solver.warmup_factor=0", "solver.warmup_factor"),
+        ("solver.warmup_factor=-0.1", "solver.warmup_factor"),
         ("solver.warmup_factor=1.5", "solver.warmup_factor"),
         ("solver.momentum=-0.1", "solver.momentum"),
         ("solver.momentum=1", "solver.momentum"),
@@ -78,6 +77,8 @@ def test_range_ends_that_are_allowed():
                              "model.mask_head_layers=0", "model.aspect_ratios=[1]"])
     assert (cfg.solver.momentum, cfg.solver.warmup_factor, cfg.solver.clip_grad_norm) == (0.0, 1.0, None)
     assert cfg.model.mask_head_layers == 0 and cfg.model.aspect_ratios == [1.0]
+    cfg = load_config(None, ["solver.warmup_factor=0", "solver.clip_grad_norm=0"])  # lr from 0; 0: no clipping
+    assert (cfg.solver.warmup_factor, cfg.solver.clip_grad_norm) == (0.0, 0.0)
 
 
 def test_gather_roi_align_needs_a_fixed_sampling_ratio():

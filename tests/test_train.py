@@ -12,6 +12,7 @@ from fashionparse.config import load_config
 from fashionparse.engine import train as train_mod
 from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.demo import DemoResult
+from fashionparse.engine.precision import backward_and_step, grad_scaler
 from fashionparse.engine.train import DROPPED, FINAL, LAST, TrainingDiverged, train
 from fashionparse.errors import CheckpointError
 from fashionparse.model import build_model
@@ -207,3 +208,13 @@ def test_budget_moves_on_to_the_last_stage():
     assert budget_skip(stages, 10, elapsed_s=81, budget_s=100) == 80  # only the last stage's share left
     assert budget_skip(stages, 85, elapsed_s=99, budget_s=100) == 85  # already in the last stage
     assert budget_skip(stages, 10, elapsed_s=1e9, budget_s=None) == 10
+
+
+@pytest.mark.parametrize(("clip", "norm"), [(None, 5.0), (0.0, 5.0), (10.0, 5.0), (1.0, 1.0)])
+def test_gradient_clipping_caps_the_global_norm_and_0_or_null_turn_it_off(clip, norm):
+    w = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.SGD([w], lr=1.0)
+    loss = (w * torch.tensor([3.0, 4.0])).sum()  # gradient (3, 4): norm 5
+    backward_and_step(loss, optimizer, grad_scaler(torch.device("cpu"), "none"), clip)
+    assert torch.allclose(w.grad, torch.tensor([3.0, 4.0]) * norm / 5)
+    assert torch.allclose(w.detach(), -w.grad)  # the step used the clipped gradient

@@ -41,7 +41,7 @@ def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scal
     unscaled gradients, then the step (skipped by the scaler on overflow)."""
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    if clip_grad_norm is not None:
+    if clip_grad_norm:  # None or 0: no clipping
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad_norm)
     scaler.step(optimizer)
