@@ -323,6 +323,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
             tqdm.write(pretrain_backbone(cfg, pretrained.parent, progress).format())
         barrier(ctx)
         model_cfg = replace(cfg.model, backbone_weights=str(pretrained))
+    if model_cfg.norm == "frozen_bn" and not (resume or model_cfg.backbone_weights or model_cfg.weights):
+        tqdm.write("model.norm frozen_bn without backbone_weights, weights or pretraining: the body's BN stays the "
+                   "identity")
     model = _prepare_model(cfg, ctx, model_cfg)
 
     iteration, samples, state = 0, 0, None  # samples: global samples consumed, over all processes

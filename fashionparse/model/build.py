@@ -85,6 +85,4 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         _log_report(load_backbone_weights(model, cfg.backbone_weights))
     if cfg.weights:
         _log_report(load_detector_weights(model, cfg.weights))
-    if cfg.norm == "frozen_bn" and not (cfg.backbone_weights or cfg.weights):
-        log.warning("norm frozen_bn without backbone_weights or weights: the body's BN stays the identity")
     return model
