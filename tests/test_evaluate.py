@@ -289,7 +289,8 @@ def test_any_coco_category_set_evaluates_like_pycocotools(tmp_path: Path) -> Non
     assert [(c.category_id, c.name) for c in result.box.per_category] == [
         (1, "person"), (18, "dog"), (90, "toothbrush")]
     assert not result.is_df2
-    note = "3 box and 3 mask detections of categories without ground truth were left out of scoring"
+    note = ("3 box and 3 mask detections of categories not in the ground truth's category list were left out of "
+            "scoring")
     assert note in result.format()
     text = metrics_markdown(result)
     assert text.startswith("# COCO-format evaluation") and "| 90 | toothbrush |" in text and note in text

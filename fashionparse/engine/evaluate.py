@@ -165,8 +165,8 @@ class EvalResult:
         """One sentence on the detections left out of scoring (category not in the GT); "" when none were."""
         if not (self.box.num_unscored or self.mask.num_unscored):
             return ""
-        return (f"{self.box.num_unscored} box and {self.mask.num_unscored} mask detections of categories without "
-                "ground truth were left out of scoring, as pycocotools does.")
+        return (f"{self.box.num_unscored} box and {self.mask.num_unscored} mask detections of categories not in "
+                "the ground truth's category list were left out of scoring, as pycocotools does.")
 
     def format(self) -> str:
         """Short console report: AP/AP50/AP75/APs/APm/APl in percent for box and mask."""
