@@ -43,9 +43,11 @@ from fashionparse.analysis.galleries import (
 from fashionparse.analysis.report import build_report, compare_runs
 from fashionparse.analysis.run import load_run
 from fashionparse.analysis.subsets import (
+    SOURCES,
     SUBSETS,
     SubsetCOCOeval,
     Subset,
+    ap_triple,
     evaluate_subsets,
     load_published_subsets,
 )
@@ -146,6 +148,25 @@ def test_overall_subset_equals_stock_pycocotools(tmp_path: Path) -> None:
     assert (overall.mask.AP, overall.mask.AP50, overall.mask.AP75) == (stock.mask.AP, stock.mask.AP50,
                                                                        stock.mask.AP75)
     assert result.precision["box"].shape == (10, 101, 13)
+
+
+def test_source_rows_are_the_stock_evaluation_of_that_source_s_images() -> None:
+    """``source`` belongs to the image: a detection on no garment in a user image is no false positive of the
+    shop row. Reference: pycocotools with ``params.imgIds`` restricted to the source's images."""
+    dataset = gt_dataset()
+    bbox, segm = detection_records({**GOOD_DETECTIONS, 3: [*GOOD_DETECTIONS.get(3, []), (1, 0.99, (0, 0, 9, 9))]})
+    result = evaluate_subsets(_coco(dataset), bbox, segm, progress=False)
+    for source in SOURCES:
+        images = sorted({a["image_id"] for a in dataset["annotations"] if a["source"] == source})
+        row = next(r for r in result.rows if r.subset == Subset("source", source))
+        for records, iou_type, triple in ((bbox, "bbox", row.box), (segm, "segm", row.mask)):
+            with contextlib.redirect_stdout(io.StringIO()):
+                gt = _coco(dataset)
+                ev = COCOeval(gt, gt.loadRes(copy.deepcopy(records)), iou_type)
+                ev.params.imgIds = images
+                ev.evaluate()
+                ev.accumulate()
+            assert triple == ap_triple(ev.eval["precision"][:, :, :, 0, -1])
 
 
 def test_subset_rows_counts_and_unassigned_items() -> None:

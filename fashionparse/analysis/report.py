@@ -148,9 +148,10 @@ def _subset_section(subsets: SubsetReport) -> html.Raw:
     unassigned = ", ".join(f"{n} without a valid {attribute}" for attribute, n in subsets.unassigned.items() if n)
     notes = [f"Laid out like DeepFashion2's subset table; shaded columns: {published.method} "
              f"({published.training_data}; {published.source}). {published.note}",
-             "Each subset is evaluated with the items outside it ignored (a detection on them is neither a true "
-             "nor a false positive, as COCO does for its area ranges); detections on no item count as false "
-             "positives in every subset."]
+             "Each item subset is evaluated with the items outside it ignored (a detection on them is neither a "
+             "true nor a false positive, as COCO does for its area ranges); detections on no item count as false "
+             "positives in every subset (COCO's area ranges would ignore those outside the range), so DF2's "
+             "unpublished method may differ. A source row is the evaluation of that source's images alone."]
     if unassigned:
         notes.append(f"Items in no subset of an attribute: {unassigned}.")
     return html.section("subsets", "AP by condition", *(html.paragraph(n) for n in notes),

@@ -1,8 +1,8 @@
 """AP (box and mask) per DF2 item attribute value and per image source, next to Match R-CNN's numbers.
 
-Method (the one COCOeval itself uses for its area subsets APs/APm/APl): a subset such as "occlusion heavy"
-is evaluated with all detections against all GT items, where every item *outside* the subset is ignored.
-Consequences, all pycocotools' own rules for ignored GT:
+Item attributes (scale, occlusion, zoom-in, viewpoint): a subset such as "occlusion heavy" is evaluated with
+all detections against all GT items, where every item *outside* the subset is ignored, as COCOeval ignores
+the GT outside its area ranges (APs/APm/APl). Consequences, all pycocotools' own rules for ignored GT:
 
 - a detection matched to an ignored item is neither a true nor a false positive;
 - a detection matches an in-subset item of its category when one qualifies, and falls back to an ignored
@@ -10,8 +10,13 @@ Consequences, all pycocotools' own rules for ignored GT:
 - an ignored item absorbs one detection only: a second detection on it is a false positive, as a
   duplicate on an out-of-range item is in COCO's area subsets;
 - detections matching no item stay false positives in every subset (a background detection cannot be
-  assigned an attribute value); ignored items are not counted as positives;
+  assigned an attribute value; COCOeval's area subsets, unlike these, also ignore unmatched detections outside
+  the range), which pulls the small subsets down; ignored items are not counted as positives;
 - a category without items in the subset has no AP there and is left out of that subset's mean.
+
+DF2 does not publish the code of its subset table, so Match R-CNN's numbers beside these are not strictly
+comparable. The source rows differ: ``source`` belongs to the image, so "source user" is the stock evaluation
+of the user images alone (pycocotools with ``params.imgIds`` restricted to them), every item kept.
 
 Why the flag is set here and not in the GT file: ``COCOeval._prepare`` overwrites each GT's ``ignore``
 with its ``iscrowd``, and ``iscrowd=1`` is not "ignore": it switches that GT's IoU to intersection over the
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +64,11 @@ class Subset:
             return "overall"
         name = ATTRIBUTES[self.attribute][self.value] if self.attribute in ATTRIBUTES else str(self.value)
         return f"{_DISPLAY.get(self.attribute, self.attribute)} {name}"
+
+    @property
+    def image_level(self) -> bool:
+        """An attribute of the whole image (its source): the subset is a set of images, not of items."""
+        return self.attribute == "source"
 
     def contains(self, ann: Mapping[str, Any]) -> bool:
         return self.attribute == "overall" or ann.get(self.attribute) == self.value
@@ -110,9 +120,9 @@ def load_published_subsets(path: str | Path | None = None) -> PublishedSubsets:
 class SubsetCOCOeval(COCOeval):
     """COCOeval (area 'all', maxDets 100, DF2's image ids) that evaluates any GT subset without recomputing IoUs.
 
-    ``precision(keep)`` returns ``eval['precision']`` [T=10 IoUs, R=101 recalls, K categories] with the GT
-    items for which ``keep(ann)`` is false ignored (see the module docstring); ``keep=None`` is the stock
-    evaluation of all items.
+    ``precision(keep, images)`` returns ``eval['precision']`` [T=10 IoUs, R=101 recalls, K categories] with the
+    GT items for which ``keep(ann)`` is false ignored (see the module docstring) and, given ``images``, only
+    those image ids evaluated; ``precision()`` is the stock evaluation of all items.
     """
 
     def __init__(self, gt: COCO, dt: COCO, iou_type: str) -> None:
@@ -123,12 +133,15 @@ class SubsetCOCOeval(COCOeval):
         with contextlib.redirect_stdout(io.StringIO()):
             self.evaluate()
 
-    def precision(self, keep: Callable[[Mapping[str, Any]], bool] | None = None) -> np.ndarray:
+    def precision(self, keep: Callable[[Mapping[str, Any]], bool] | None = None,
+                  images: Collection[int] | None = None) -> np.ndarray:
         for anns in self._gts.values():
             for ann in anns:
                 ann["ignore"] = int(bool(ann.get("iscrowd")) or (keep is not None and not keep(ann)))
         p = self.params
+        # accumulate() skips None entries: as if params.imgIds held ``images`` only
         self.evalImgs = [self.evaluateImg(image_id, cat_id, p.areaRng[0], p.maxDets[-1])
+                         if images is None or image_id in images else None
                          for cat_id in p.catIds for image_id in p.imgIds]
         with contextlib.redirect_stdout(io.StringIO()):
             self.accumulate()
@@ -206,9 +219,11 @@ def evaluate_subsets(gt: str | Path | COCO, bbox_results: Sequence[Mapping], seg
     annotations = [ann for ann in coco.dataset["annotations"] if not ann.get("iscrowd")]
     rows, overall = [], {}
     for subset in tqdm(subsets, desc="AP per subset", unit="subset", disable=not progress):
-        keep = None if subset.attribute == "overall" else subset.contains
-        precision = {task: evaluator.precision(keep) for task, evaluator in evaluators.items()}
-        if keep is None:
+        keep, images = (None if subset.attribute == "overall" or subset.image_level else subset.contains), None
+        if subset.image_level:
+            images = {ann["image_id"] for ann in annotations if subset.contains(ann)}
+        precision = {task: evaluator.precision(keep, images) for task, evaluator in evaluators.items()}
+        if subset.attribute == "overall":
             overall = precision
         rows.append(SubsetAP(subset, sum(1 for ann in annotations if subset.contains(ann)),
                              ap_triple(precision["box"]), ap_triple(precision["mask"]), *published.lookup(subset)))
