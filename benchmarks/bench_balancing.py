@@ -45,7 +45,7 @@ def run_arm(name: str, data: list[str], out: Path, seconds: float, iterations: i
     result = train(cfg)
     m = result.metrics
     return {
-        "iterations": result.iterations, "seconds": time.monotonic() - started, "overrides": list(extra),
+        "steps": result.steps, "seconds": time.monotonic() - started, "overrides": list(extra),
         "box": {c.category_id: c.AP for c in m.box.per_category},
         "mask": {c.category_id: c.AP for c in m.mask.per_category},
         "box_AP": m.box.AP, "mask_AP": m.mask.AP,
