@@ -15,14 +15,12 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fashionparse.config import ModelConfig
-from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.errors import CheckpointError, ConfigError
 from fashionparse.model import (
     build_backbone,
     build_model,
     load_backbone_weights,
     load_detector_weights,
-    read_state_dict,
     set_trainable,
 )
 
