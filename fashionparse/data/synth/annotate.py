@@ -1,9 +1,11 @@
 """DF2 annotations computed from what was drawn: visible polygons, boxes, landmark flags, attributes.
 
 For each garment layer, the *visible* region is its silhouette minus everything drawn after it, clipped
-to the image. Its outer rings, rounded to integer pixel corners, are the ``segmentation`` (a region with
-a hole is cut through the hole, since DF2 polygons have no holes); ``bounding_box`` is the extent of that
-segmentation as pycocotools rasterizes it.
+to the image, then opened (shrunk and regrown by ``OPEN_RADIUS`` with mitred corners) so that slivers
+under one pixel wide peeking out from under a later layer are dropped. Its outer rings, rounded to
+integer pixel corners, are the ``segmentation`` (a region with a hole is cut through the hole, since DF2
+polygons have no holes; a polygon that rasterizes to no pixel is left out); ``bounding_box`` is the
+extent of that segmentation as pycocotools rasterizes it.
 
 Attributes (thresholds chosen so that shares land near the DF2 statistics of reference §5):
 
@@ -17,8 +19,9 @@ Attributes (thresholds chosen so that shares land near the DF2 statistics of ref
 
 A garment whose visible area is under ``MIN_VISIBLE_FRACTION`` of its silhouette or under
 ``MIN_VISIBLE_PIXELS`` (scaled to a 512-pixel image) is not annotated and is counted as hidden.
-Landmarks: v=2 visible; v=1 inside the image but covered by a later layer or facing away; outside the
-image x=y=v=0.
+Landmarks: v=2 visible (within ``OPEN_RADIUS`` of the visible region, and its pixel in or next to the
+item's mask); v=1 inside the image but covered by a later layer or facing away; outside the image
+x=y=v=0.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ OCCLUSION_THRESHOLDS = (0.07, 0.74)
 ZOOM_LARGE = 0.3
 MIN_VISIBLE_FRACTION = 0.03
 MIN_VISIBLE_PIXELS = 100
+OPEN_RADIUS = 0.5  # px: visible parts narrower than twice this are slivers, not drawn garment
 
 
 @dataclass(frozen=True)
@@ -79,31 +83,43 @@ def _polygon_parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
     return [g for g in shapely.get_parts(geom) if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
-def segmentation(geom: shapely.Geometry) -> list[list[int]]:
-    """Closed integer polygons (flat ``x, y, ...``, first point repeated) of a region; slivers that round
-    to nothing are left out."""
+def segmentation(geom: shapely.Geometry, size: int) -> list[list[int]]:
+    """Closed integer polygons (flat ``x, y, ...``, first point repeated) of a region in a ``size``
+    squared image; polygons that rasterize to no pixel are left out."""
     out = []
     for part in _polygon_parts(geom):
         for poly in _without_holes(part):
             ring = np.rint(np.asarray(poly.exterior.coords)).astype(int)
             keep = np.concatenate([[True], np.any(ring[1:] != ring[:-1], axis=1)])
             ring = ring[keep]
-            if len(ring) < 4 or shapely.Polygon(ring).area < 1.0:
+            if len(ring) < 4:
                 continue
             if not np.array_equal(ring[0], ring[-1]):
                 ring = np.vstack([ring, ring[:1]])
-            out.append(ring.ravel().tolist())
+            flat = ring.ravel().tolist()
+            if mask_utils.area(mask_utils.frPyObjects([flat], size, size))[0] > 0:
+                out.append(flat)
     return out
 
 
-def _landmarks(points: np.ndarray, hidden: np.ndarray, above: shapely.Geometry, size: int) -> list[int]:
+def _opened(region: shapely.Geometry) -> shapely.Geometry:
+    """``region`` without its parts narrower than ``2 * OPEN_RADIUS`` (mitred offsets keep its corners)."""
+    grown = region.buffer(-OPEN_RADIUS, join_style="mitre").buffer(OPEN_RADIUS, join_style="mitre")
+    return shapely.intersection(grown, region)
+
+
+def _landmarks(points: np.ndarray, hidden: np.ndarray, visible: shapely.Geometry, mask: np.ndarray,
+               size: int) -> list[int]:
+    """Flat ``x, y, v`` triples; v=2 needs the point within ``OPEN_RADIUS`` of the visible region and its
+    rounded pixel in, or next to, a pixel of the written mask (not at the tip of a wedge that rasterizes
+    to nothing)."""
     inside = np.all((points >= 0) & (points < size), axis=1)
-    covered = (np.zeros(len(points), bool) if above.is_empty
-               else shapely.contains_xy(above, points[:, 0], points[:, 1]))
+    near = shapely.dwithin(visible, shapely.points(points), OPEN_RADIUS)
     xy = np.clip(np.rint(points), 0, size - 1).astype(int)
     out = []
-    for (x, y), ok, cov, hid in zip(xy, inside, covered, hidden):
-        out += [int(x), int(y), 1 if cov or hid else 2] if ok else [0, 0, 0]
+    for (x, y), ok, vis, hid in zip(xy, inside, near, hidden):
+        touches = bool(mask[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].any())
+        out += [int(x), int(y), 2 if vis and touches and not hid else 1] if ok else [0, 0, 0]
     return out
 
 
@@ -127,8 +143,8 @@ def annotate(scene: Scene) -> Annotation:
             continue
         sil = layer.geom
         inside = shapely.intersection(sil, frame)
-        visible = shapely.difference(inside, cover)
-        polys = segmentation(visible)
+        visible = _opened(shapely.difference(inside, cover))
+        polys = segmentation(visible, size)
         rle = mask_utils.merge(mask_utils.frPyObjects(polys, size, size)) if polys else None
         vis_px = float(mask_utils.area(rle)) if rle is not None else 0.0
         if vis_px < min_px or visible.area < MIN_VISIBLE_FRACTION * sil.area:
@@ -143,7 +159,7 @@ def annotate(scene: Scene) -> Annotation:
             "category_name": BY_ID[g.category_id].name,
             "style": g.style,
             "bounding_box": [x, y, x + w, y + h],
-            "landmarks": _landmarks(g.landmarks, g.hidden, cover, size),
+            "landmarks": _landmarks(g.landmarks, g.hidden, visible, mask_utils.decode(rle), size),
             "segmentation": polys,
             "scale": _level(w * h / size**2, SCALE_THRESHOLDS),
             "occlusion": _level(1.0 - visible.area / sil.area, OCCLUSION_THRESHOLDS),

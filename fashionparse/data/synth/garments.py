@@ -26,6 +26,7 @@ from fashionparse.data.synth.landmarks import LANDMARK_NAMES
 TOPS, OUTWEAR, BOTTOMS, DRESSES = (1, 2, 5, 6), (3, 4), (7, 8, 9), (10, 11, 12, 13)
 SHORT_SLEEVED, LONG_SLEEVED, SLEEVELESS, STRAPPED = (1, 3, 10), (2, 4, 11), (5, 12), (6, 13)
 NECK_TOP = -0.06  # height of the neck points
+BACK_NECK_DEPTH = 0.1  # height of the back neckline's centre (the drawn neckline in back views)
 
 
 @dataclass(frozen=True)
@@ -155,11 +156,13 @@ def _width(pose: Pose, cut: Cut, y: float) -> float:
 
 
 def _neckline(b: _Builder, cut: Cut, back: bool) -> np.ndarray:
-    """Front neckline from the garment's right neck point to its left; registers the neck landmarks."""
+    """Neckline from the garment's right neck point to its left (the back one in back views); registers
+    the neck landmarks. ``neck_back`` sits on the back neckline's centre, which is only drawn in back views
+    (elsewhere it is on the far side, behind the neck or under the front, and flagged hidden)."""
     nw = cut.neck_width
-    b.put("neck_back", (0.0, NECK_TOP - 0.09))
+    b.put("neck_back", (0.0, BACK_NECK_DEPTH), hidden=not back)
     r, l = b.put("r_neck", (-nw, NECK_TOP)), b.put("l_neck", (nw, NECK_TOP))
-    depth = 0.1 if back else cut.neck_depth
+    depth = BACK_NECK_DEPTH if back else cut.neck_depth
     if cut.v_neck and not back:
         curve = np.array([r, (0.0, depth), l])
         front = [lerp(r, curve[1], 0.5), curve[1], lerp(curve[1], l, 0.5)]
@@ -347,8 +350,6 @@ def _outwear_panels(b: _Builder, cut: Cut, neck: list[np.ndarray], right: list, 
                 b.detail("button", np.stack(edge[:3]) + [sign * 0.1, 0.05], 0.08)
             elif not open_:
                 b.detail("zip", [edge[0], edge[-1]], 0.04)
-    if back:
-        b.put("neck_back", (0.0, NECK_TOP - 0.09))
 
 
 def _bottoms(b: _Builder, pose: Pose, cut: Cut) -> None:

@@ -1,6 +1,7 @@
 """Landmark order of the synthetic garments, per category, and its left/right flip permutation.
 
-Every category's landmarks are named points on (or, for ``neck_back``, just inside) the garment outline.
+Every category's landmarks are named points on the garment outline; ``neck_back`` is the centre of the
+back neckline, drawn only in back views (in front, side and flat views it is flagged hidden).
 Names with an ``r_`` / ``l_`` prefix belong to the garment's own right / left side (in a frontal view the
 garment's right side is on the image's left). The order is always
 

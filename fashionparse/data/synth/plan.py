@@ -7,7 +7,10 @@ style 2), or a single unpaired image. Every other garment is drawn afresh per im
 Category frequencies: each group picks a *target* category, and worn outfits are completed around it
 (a top needs a bottom, outwear needs something under it, ...), which adds companion items. The target
 distribution is solved (:func:`target_weights`) so that the expected item counts, companions included,
-follow DF2's long tail (``DF2_ITEM_COUNTS``) or, with ``balanced``, a uniform distribution.
+follow DF2's long tail (``DF2_ITEM_COUNTS``) or, with ``balanced``, a uniform distribution, as closely
+as a floor of ``MIN_TARGET_SHARE`` times each category's share allows: without it, balanced mode would
+never build a group around a bottom (bottoms come as companions anyway), so shorts, trousers and skirts
+would never be the shared garment, a flat-lay or the focus of a framing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ SECOND_PERSON_P = 0.25  # user images: chance of a second, smaller person
 FLAT_P = 0.55  # shop images of a single shared garment: chance of a flat-lay photo
 GROUP_SIZES, GROUP_SIZE_P = (1, 2, 3), (0.2, 0.45, 0.35)
 SECOND_SHARED_P = 0.25  # pair groups: chance that a companion garment is shared too (style 2)
+MIN_TARGET_SHARE = 0.3  # floor of a category's target weight, relative to its desired item share
 _SHORT_OUTWEAR_INNER = (1, 5, 6, 10, 12, 13)  # short sleeve outwear never goes over long sleeves
 
 
@@ -121,16 +125,16 @@ def _target_weights(p_key: tuple[float, ...]) -> tuple[float, ...]:
     user = size_p[0] * 0.5 + (size_p * (sizes - 1)).sum()
     m = shop * FLAT_P * np.eye(NUM_CATEGORIES) + (shop * (1 - FLAT_P) + user * (1 + SECOND_PERSON_P)) * worn
     r = p.copy()
-    for _ in range(500):  # multiplicative updates keep r >= 0 while matching m @ r to p
+    for _ in range(500):  # multiplicative updates keep r above the floor while matching m @ r to p
         got = m @ r
-        r = r * p / (got / got.sum())
+        r = np.maximum(r * p / (got / got.sum()), MIN_TARGET_SHARE * p)
         r /= r.sum()
     return tuple(r)
 
 
 def target_weights(p: np.ndarray) -> np.ndarray:
     """Distribution of group target categories whose expected item counts (companions included)
-    best match ``p``."""
+    best match ``p``, each at least about ``MIN_TARGET_SHARE`` times its share in ``p``."""
     return np.array(_target_weights(tuple(p)))
 
 
