@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
+from tqdm import tqdm
 
 from fashionparse.categories import BY_ID, NUM_CATEGORIES
 from fashionparse.config import Config, from_dict
@@ -137,7 +138,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, images: str
     data, out_dir = Path(data), Path(out_dir)
     if data.is_dir():
         gt_json = out_dir / "ground_truth.json"
-        convert_split(data, gt_json)
+        tqdm.write(str(convert_split(data, gt_json)))  # what the conversion skipped, counted
         images = data / "image"
     else:
         gt_json = data

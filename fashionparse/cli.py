@@ -24,8 +24,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("split_dir", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Fail (exit 2) at the first problem instead of skipping.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
-@click.option("--max-problems", type=int, default=20, show_default=True, help="Problem lines to print.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
+@click.option("--max-problems", type=click.IntRange(min=0), default=20, show_default=True, help="Problem lines to print.")
 def check(split_dir: Path, strict: bool, workers: int | None, max_problems: int) -> None:
     """Validate a DF2 split (image/, annos/) against the annotation schema."""
     from fashionparse.data.df2 import read_split
@@ -42,7 +42,7 @@ def check(split_dir: Path, strict: bool, workers: int | None, max_problems: int)
 @click.argument("split_dir", type=click.Path(path_type=Path))
 @click.argument("out_json", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Fail (exit 2) at the first problem instead of skipping.")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
 def convert(split_dir: Path, out_json: Path, strict: bool, workers: int | None) -> None:
     """Convert a DF2 split to COCO instance JSON, field for field as the official converter."""
     from fashionparse.data.convert import convert_split
@@ -82,7 +82,7 @@ def stats(source: Path, png: Path | None, config: Path | None) -> None:
 @click.option("--balanced", is_flag=True, help="Uniform categories instead of DF2's long tail.")
 @click.option("--size", "image_size", type=int, default=512, show_default=True, help="Image side in pixels.")
 @click.option("--start-id", type=int, default=1, show_default=True, help="First image id (file name).")
-@click.option("--workers", type=int, default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 def synth(out_dir: Path, num_images: int, seed: int, balanced: bool, image_size: int, start_id: int,
           workers: int) -> None:
     """Write a synthetic DF2-format split (image/, annos/)."""
@@ -162,3 +162,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as e:  # a path the command cannot read or write (a folder where a file goes, no permission)
+        where = ": ".join(str(p) for p in (e.filename, e.filename2) if p)
+        click.echo(f"error: {where + ': ' if where else ''}{e.strerror or e}", err=True)
+        sys.exit(FashionparseError.exit_code)

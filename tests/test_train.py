@@ -14,7 +14,7 @@ from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.demo import DemoResult
 from fashionparse.engine.precision import backward_and_step, grad_scaler
 from fashionparse.engine.train import DROPPED, FINAL, LAST, TrainingDiverged, train
-from fashionparse.errors import CheckpointError
+from fashionparse.errors import CheckpointError, ConfigError
 from fashionparse.model import build_model
 from train_fixtures import split_overrides
 
@@ -218,3 +218,10 @@ def test_gradient_clipping_caps_the_global_norm_and_0_or_null_turn_it_off(clip, 
     backward_and_step(loss, optimizer, grad_scaler(torch.device("cpu"), "none"), clip)
     assert torch.allclose(w.grad, torch.tensor([3.0, 4.0]) * norm / 5)
     assert torch.allclose(w.detach(), -w.grad)  # the step used the clipped gradient
+
+
+def test_too_few_classes_for_the_training_data_is_a_config_error(handful, tmp_path):
+    """Labels at or above num_classes would fail deep inside the loss (IndexError) after a checkpoint."""
+    with pytest.raises(ConfigError, match=r"gt.json: model.num_classes: 5 classes .* category id 1[0-3]"):
+        train(_cfg(handful, tmp_path / "run", "model.num_classes=5"), progress=False)
+    assert not (tmp_path / "run" / LAST).exists()

@@ -314,6 +314,10 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
                                   mask_format=cfg.model.mask_format, minimask_shape=tuple(cfg.model.minimask_shape))
     if dataset.skipped.counts:
         tqdm.write(f"training data: {dataset.skipped.format()}")
+    labels = dataset.coco.getCatIds()
+    if labels and max(labels) >= cfg.model.num_classes:  # torchvision's labels are 1..num_classes-1
+        raise ConfigError(f"{cfg.model.num_classes} classes (background included) cannot hold the training data's "
+                          f"category id {max(labels)}", path=cfg.data.train_annotations, field="model.num_classes")
     model_cfg = cfg.model
     if resume:  # every tensor comes from the checkpoint: no initial-weight file is read (nor needed)
         model_cfg = from_checkpoint(cfg.model)

@@ -1,0 +1,31 @@
+"""``fashionparse``'s entry point: what a user sees when a path cannot be written or an option is out of range."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from fashionparse.cli import main
+
+
+def _run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["fashionparse", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(monkeypatch, capsys, tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the split folder would go\n")
+    code, err = _run(monkeypatch, capsys, "synth", str(taken / "split"), "--images", "1")
+    assert code == 2 and "Traceback" not in err
+    last = err.splitlines()[-1]  # after the progress bar
+    assert last.startswith(f"error: {taken}") and "Not a directory" in last
+
+
+def test_worker_counts_below_1_are_refused_before_any_work(monkeypatch, capsys, tmp_path: Path) -> None:
+    code, err = _run(monkeypatch, capsys, "check", str(tmp_path), "--workers", "0")
+    assert code == 2 and "--workers" in err and "Traceback" not in err
