@@ -261,6 +261,74 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path, scenario: dict) -> None:
         evaluate_results(scenario["gt"], stray, [])
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("iscrowd", "no", "expected 0 or 1"),
+    ("segmentation", "x", "expected a list of polygons"),
+    ("segmentation", [[1, 2, 3]], "polygon 0 has 3 values"),
+    ("segmentation", [], "no polygons"),
+    ("segmentation", {"size": [H, W]}, "RLE 'counts'"),
+    ("bbox", "x", "expected \\[x, y, width, height\\]"),
+    ("area", "big", "expected a finite number"),
+    ("category_id", "1", "expected an integer"),
+])
+def test_broken_ground_truth_fields_are_named_when_it_loads(tmp_path: Path, field: str, value, message: str) -> None:
+    """Checked at load time (before inference), not left to crash pycocotools after it."""
+    broken = _gt_dataset(GT_ITEMS)
+    broken["annotations"][3][field] = value
+    gt_file = _write_json(tmp_path / "broken_gt.json", broken)
+    with pytest.raises(AnnotationError, match=rf"^{tmp_path}/broken_gt\.json: annotations\[3\]\.{field}: {message}"):
+        load_ground_truth(gt_file, df2_categories=False)
+
+
+def test_ground_truth_without_categories_is_named(tmp_path: Path) -> None:
+    broken = _gt_dataset(GT_ITEMS)
+    del broken["categories"]
+    with pytest.raises(AnnotationError, match=r"no_cats\.json: categories: missing field"):
+        load_ground_truth(_write_json(tmp_path / "no_cats.json", broken), df2_categories=False)
+
+
+def test_crowd_rle_ground_truth_still_loads(tmp_path: Path) -> None:
+    gt = _gt_dataset(GT_ITEMS)
+    rle = mask_utils.encode(np.asfortranarray(np.ones((H, W), dtype=np.uint8)))
+    gt["annotations"][0].update(iscrowd=1, segmentation={"size": [H, W], "counts": rle["counts"].decode("ascii")})
+    gt["annotations"][1].update(iscrowd=1, segmentation={"size": [H, W], "counts": [0, H * W]})
+    coco = load_ground_truth(_write_json(tmp_path / "crowd.json", gt), df2_categories=False)
+    evaluate_results(coco, [], [])
+    load_ground_truth(coco, df2_categories=False)  # polygons now RLE with bytes counts, as pycocotools left them
+
+
+@pytest.mark.parametrize(("iou_type", "field", "value", "message"), [
+    ("bbox", "bbox", "x", "expected \\[x, y, width, height\\]"),
+    ("bbox", "bbox", [1, 2, 3], "expected \\[x, y, width, height\\]"),
+    ("bbox", "score", float("nan"), "expected a finite number"),
+    ("bbox", "score", "0.9", "expected a finite number"),
+    ("bbox", "image_id", "1", "expected an integer"),
+    ("bbox", "category_id", 1.5, "expected an integer"),
+    ("segm", "segmentation", [[1, 2, 3, 4, 5, 6]], "expected an RLE dict"),
+    ("segm", "segmentation", {"size": [H, W], "counts": [0, H * W]}, "RLE 'counts' must be a string$"),
+])
+def test_results_with_wrong_types_name_the_file_and_field(scenario: dict, iou_type: str, field: str, value,
+                                                          message: str) -> None:
+    records = [dict(r) for r in scenario[iou_type]]
+    records[1][field] = value
+    gt = load_ground_truth(scenario["gt"], df2_categories=False)
+    with pytest.raises(FashionparseError, match=rf"^runs/x/eval/{iou_type}_results\.json: {iou_type} results\[1\]"
+                                                rf"\.{field}: {message}"):
+        check_results(records, iou_type, gt, path=f"runs/x/eval/{iou_type}_results.json")
+    with pytest.raises(FashionparseError, match=rf"^{iou_type} results\[1\]\.{field}: {message}"):
+        evaluate_results(gt, *((records, []) if iou_type == "bbox" else ([], records)))
+
+
+def test_results_must_be_a_list_and_errors_name_the_file(scenario: dict) -> None:
+    gt = load_ground_truth(scenario["gt"], df2_categories=False)
+    with pytest.raises(FashionparseError, match=r"^r\.json: bbox results: expected a list of bbox records, got dict"):
+        check_results({"image_id": 1}, "bbox", gt, path="r.json")
+    stray = [{**scenario["bbox"][0], "image_id": 424242}]
+    with pytest.raises(FashionparseError, match=r"^runs/x/eval/bbox_results\.json: bbox results\[0\]\.image_id: "
+                                                r"image_id 424242 is not in the ground truth$"):
+        check_results(stray, "bbox", gt, path="runs/x/eval/bbox_results.json")
+
+
 def test_any_coco_category_set_evaluates_like_pycocotools(tmp_path: Path) -> None:
     """COCO's own ids (the pretraining config): same numbers as pycocotools, GT names, no DF2 comparison.
 

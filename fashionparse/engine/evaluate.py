@@ -13,6 +13,7 @@ import contextlib
 import copy
 import io
 import json
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
 from fashionparse.categories import BY_ID
+from fashionparse.data.compact_masks import coco_polygons
 from fashionparse.data.dataset import collate
 from fashionparse.engine.published import APTriple, PublishedResult, comparison_table, format_percent
 from fashionparse.errors import AnnotationError, FashionparseError
@@ -200,6 +202,7 @@ def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> 
     """
     if isinstance(gt, COCO):
         coco, where = gt, "<ground truth>"
+        _check_gt_dataset(coco.dataset, where)
     else:
         where = str(gt)
         try:
@@ -210,14 +213,11 @@ def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> 
             raise AnnotationError(f"not valid JSON ({err.msg}, line {err.lineno})", path=where) from err
         if not isinstance(dataset, dict) or "images" not in dataset or "annotations" not in dataset:
             raise AnnotationError("expected a COCO object with 'images' and 'annotations'", path=where)
+        _check_gt_dataset(dataset, where)  # before createIndex, which crashes on some of these
         coco = COCO()
         coco.dataset = dataset
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
-    for i, ann in enumerate(coco.dataset.get("annotations", [])):
-        for key in _GT_ANNOTATION_KEYS:
-            if key not in ann:
-                raise AnnotationError("missing field", path=where, field=f"annotations[{i}].{key}")
     unknown = sorted(set(coco.getCatIds()) - set(BY_ID))
     if df2_categories and unknown:
         raise AnnotationError(f"category ids {unknown} are not DeepFashion2 categories (1..13)", path=where,
@@ -225,31 +225,122 @@ def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> 
     return coco
 
 
-def unscored_results(results: Sequence[Mapping], iou_type: str, gt: COCO) -> list[int]:
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_box(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 4 and all(_is_number(v) for v in value)
+
+
+def _rle_problem(segmentation: Any, *, uncompressed: bool = True) -> str | None:
+    """Why ``segmentation`` is not a COCO RLE dict (``size`` [h, w], ``counts`` a string, bytes as pycocotools
+    writes into a GT it evaluated, or with ``uncompressed`` a list of ints)."""
+    if not isinstance(segmentation, dict):
+        return f"expected an RLE dict with 'size' and 'counts', got {type(segmentation).__name__}"
+    size, counts = segmentation.get("size"), segmentation.get("counts")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(v) and v >= 0 for v in size)):
+        return "RLE 'size' must be [height, width] (two non-negative integers)"
+    if isinstance(counts, (str, bytes)) or uncompressed and isinstance(counts, list) \
+            and all(isinstance(v, int) for v in counts):
+        return None
+    return "RLE 'counts' must be a string" + (" or a list of integers" if uncompressed else "")
+
+
+def _check_gt_dataset(dataset: Mapping, where: str) -> None:
+    """Raise AnnotationError naming the field for what pycocotools would crash on later (after inference)."""
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(dataset.get(key), list):
+            problem = "missing field" if key not in dataset else f"expected a list, got {type(dataset[key]).__name__}"
+            raise AnnotationError(problem, path=where, field=key)
+    for key in ("images", "categories"):
+        for i, entry in enumerate(dataset[key]):
+            if not isinstance(entry, dict) or not _is_int(entry.get("id")):
+                raise AnnotationError("expected an object with an integer 'id'", path=where, field=f"{key}[{i}]")
+    for i, ann in enumerate(dataset["annotations"]):
+        if not isinstance(ann, dict):
+            raise AnnotationError(f"expected an object, got {type(ann).__name__}", path=where,
+                                  field=f"annotations[{i}]")
+        for key in ("id", *_GT_ANNOTATION_KEYS):
+            if key not in ann:
+                raise AnnotationError("missing field", path=where, field=f"annotations[{i}].{key}")
+        for key in ("id", "image_id", "category_id"):
+            if not _is_int(ann[key]):
+                raise AnnotationError(f"expected an integer, got {ann[key]!r}", path=where,
+                                      field=f"annotations[{i}].{key}")
+        if ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], (bool, float)):
+            raise AnnotationError(f"expected 0 or 1, got {ann['iscrowd']!r}", path=where,
+                                  field=f"annotations[{i}].iscrowd")
+        if not _is_box(ann["bbox"]):
+            raise AnnotationError(f"expected [x, y, width, height] (4 finite numbers), got {ann['bbox']!r}",
+                                  path=where, field=f"annotations[{i}].bbox")
+        if not _is_number(ann["area"]):
+            raise AnnotationError(f"expected a finite number, got {ann['area']!r}", path=where,
+                                  field=f"annotations[{i}].area")
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, dict):
+            problem = _rle_problem(segmentation)
+        else:
+            try:
+                problem = None if coco_polygons(segmentation) else "no polygons (an empty list)"
+            except ValueError as err:
+                problem = str(err)
+        if problem:
+            raise AnnotationError(problem, path=where, field=f"annotations[{i}].segmentation")
+
+
+def unscored_results(results: Sequence[Mapping], iou_type: str, gt: COCO, *,
+                     path: str | Path | None = None) -> list[int]:
     """Indices of the records whose category is not in ``gt``, which COCOeval leaves out of scoring (it only
-    scores the GT's categories); raise on a record pycocotools would crash on (missing field, unknown image)."""
+    scores the GT's categories); raise on a record pycocotools would crash on (not a list of objects, missing
+    field or wrong type, unknown image). ``path``, the results file, is named in the errors."""
+    if not isinstance(results, Sequence) or isinstance(results, (str, bytes)):
+        raise FashionparseError(f"expected a list of {iou_type} records, got {type(results).__name__}", path=path,
+                                field=f"{iou_type} results")
     image_ids, category_ids = set(gt.getImgIds()), set(gt.getCatIds())
     unscored = []
     for i, record in enumerate(results):
+        if not isinstance(record, Mapping):
+            raise FashionparseError(f"expected an object, got {type(record).__name__}", path=path,
+                                    field=f"{iou_type} results[{i}]")
         for key in _RESULT_KEYS[iou_type]:
             if key not in record:
-                raise FashionparseError("missing field", field=f"{iou_type} results[{i}].{key}")
+                raise FashionparseError("missing field", path=path, field=f"{iou_type} results[{i}].{key}")
+            problem = _result_field_problem(key, record[key])
+            if problem:
+                raise FashionparseError(problem, path=path, field=f"{iou_type} results[{i}].{key}")
         if record["image_id"] not in image_ids:
-            raise FashionparseError(f"image_id {record['image_id']} is not in the ground truth",
+            raise FashionparseError(f"image_id {record['image_id']} is not in the ground truth", path=path,
                                     field=f"{iou_type} results[{i}].image_id")
         if record["category_id"] not in category_ids:
             unscored.append(i)
     return unscored
 
 
-def check_results(results: Sequence[Mapping], iou_type: str, gt: COCO) -> None:
+def _result_field_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid results-record ``key`` (None when it is)."""
+    if key in ("image_id", "category_id"):
+        return None if _is_int(value) else f"expected an integer, got {value!r}"
+    if key == "score":
+        return None if _is_number(value) else f"expected a finite number, got {value!r}"
+    if key == "bbox":
+        return None if _is_box(value) else f"expected [x, y, width, height] (4 finite numbers), got {value!r}"
+    return _rle_problem(value, uncompressed=False)  # segmentation: loadRes takes compressed RLE only
+
+
+def check_results(results: Sequence[Mapping], iou_type: str, gt: COCO, *, path: str | Path | None = None) -> None:
     """Reject records pycocotools would crash on or silently ignore (image or category not in ``gt``): the
-    analyses, unlike the evaluation, have no place to count ignored records."""
-    unscored = unscored_results(results, iou_type, gt)
+    analyses, unlike the evaluation, have no place to count ignored records. ``path`` is named in the errors."""
+    unscored = unscored_results(results, iou_type, gt, path=path)
     if unscored:
         i = unscored[0]
         raise FashionparseError(f"category_id {results[i]['category_id']} is not a ground-truth category",
-                                field=f"{iou_type} results[{i}].category_id")
+                                path=path, field=f"{iou_type} results[{i}].category_id")
 
 
 def load_detections(gt: COCO, results: Sequence[Mapping]) -> COCO:
