@@ -271,6 +271,8 @@ def validate(cfg: Config, src: str | None = None) -> Config:
             raise ConfigError("legacy_senet has the standard width 64 only", path=src, field="model.width")
     if len(m.anchor_sizes) != 5:
         raise ConfigError("needs one size per FPN level (5)", path=src, field="model.anchor_sizes")
+    if any(v <= 0 for v in m.anchor_sizes):
+        raise ConfigError(f"sizes must be > 0, got {m.anchor_sizes!r}", path=src, field="model.anchor_sizes")
     if not m.aspect_ratios or any(v <= 0 for v in m.aspect_ratios):
         raise ConfigError(f"needs at least one positive ratio, got {m.aspect_ratios!r}", path=src,
                           field="model.aspect_ratios")
@@ -278,7 +280,8 @@ def validate(cfg: Config, src: str | None = None) -> Config:
         raise ConfigError(f"must be >= 2 (background + 1), got {m.num_classes}", path=src, field="model.num_classes")
     for name in ("width", "fpn_channels", "max_size", "representation_size", "mask_head_channels",
                  "rpn_batch_size_per_image", "box_batch_size_per_image", "box_detections_per_img",
-                 "roi_canonical_scale"):
+                 "roi_canonical_scale", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
+                 "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test"):
         _check_positive(getattr(m, name), f"model.{name}", src)
     if m.mask_rois_per_image is not None:
         _check_positive(m.mask_rois_per_image, "model.mask_rois_per_image", src)
@@ -370,19 +373,55 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override {item!r} has no field name")
+        if not all(key.split(".")):
+            raise ConfigError(f"override {item!r}: field name {key!r} has an empty part")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as e:
-            raise ConfigError(f"value {raw!r} is not valid YAML ({e.__class__.__name__})", field=key) from e
-        out.append((key.strip(), value))
+            raise ConfigError(f"value {raw!r} is not valid YAML ({e.__class__.__name__})", path=_override_src(item),
+                              field=key) from e
+        out.append((key, value))
     return out
 
 
+def _override_src(item: str) -> str:
+    """What errors caused by a command-line override name in place of the config file."""
+    return f"override {item!r}"
+
+
+def _blamed_override(err: ConfigError, keys: list[str], overrides: list[str]) -> str | None:
+    """The last override that set ``err``'s field, a field inside it or a field around it (None: the file's)."""
+    field = err.field or ""
+    for key, item in zip(reversed(keys), reversed(overrides)):
+        if field == key or field.startswith((key + ".", key + "[")) or key.startswith(field + "."):
+            return item
+    return None
+
+
 def from_dict(data: dict[str, Any], overrides: list[str] | None = None, src: str | None = None) -> Config:
+    """A validated Config from YAML data and ``key=value`` overrides; an error caused by an override names the
+    override (``override 'solver.lr=x': solver.lr: ...``), any other names ``src``."""
     data = dict(data or {})
-    for key, value in parse_overrides(overrides or []):
-        _set_dotted(data, key, value)
-    return validate(_from_dict(Config, data, "", src), src)
+    overrides = list(overrides or [])
+    parsed = parse_overrides(overrides)
+    for (key, value), item in zip(parsed, overrides):
+        try:
+            _set_dotted(data, key, value)
+        except ConfigError as e:
+            raise ConfigError("cannot set a field inside a non-mapping value", path=_override_src(item),
+                              field=key) from e
+    try:
+        return validate(_from_dict(Config, data, "", src), src)
+    except ConfigError as err:
+        item = _blamed_override(err, [key for key, _ in parsed], overrides)
+        if item is None:
+            raise
+        prefix = ": ".join(part for part in (err.path, err.field) if part)
+        message = str(err)[len(prefix) + 2:] if prefix else str(err)
+        raise ConfigError(message, path=_override_src(item), field=err.field) from err
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:

@@ -64,12 +64,18 @@ def test_overrides_are_typed_yaml():
         ("model.aspect_ratios=[]", "model.aspect_ratios"),
         ("model.aspect_ratios=[1.0, 0]", "model.aspect_ratios"),
         ("model.mask_head_layers=-1", "model.mask_head_layers"),
+        ("model.rpn_pre_nms_top_n_train=-5", "model.rpn_pre_nms_top_n_train"),
+        ("model.rpn_pre_nms_top_n_test=0", "model.rpn_pre_nms_top_n_test"),
+        ("model.rpn_post_nms_top_n_train=0", "model.rpn_post_nms_top_n_train"),
+        ("model.rpn_post_nms_top_n_test=-1", "model.rpn_post_nms_top_n_test"),
+        ("model.anchor_sizes=[0, -1, 2, 3, 4]", "model.anchor_sizes"),
+        ("model.min_size=[800, 0]", "model.min_size"),
     ],
 )
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
-    assert str(err.value).startswith(field + ":")
+    assert str(err.value).startswith(f"override {override!r}: {field}:")
 
 
 def test_range_ends_that_are_allowed():
@@ -82,7 +88,7 @@ def test_range_ends_that_are_allowed():
 
 
 def test_gather_roi_align_needs_a_fixed_sampling_ratio():
-    with pytest.raises(ConfigError, match="^model.roi_align: gather needs a fixed"):
+    with pytest.raises(ConfigError, match="^override 'model.roi_align=gather': model.roi_align: gather needs a fixed"):
         load_config(None, ["model.roi_align=gather", "model.roi_sampling_ratio=0"])
 
 
@@ -103,6 +109,25 @@ def test_override_syntax():
     assert parse_overrides(["a.b=[1, 2]"]) == [("a.b", [1, 2])]
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["model.depth"])
+    with pytest.raises(ConfigError, match="^override '=3' has no field name$"):
+        load_config(None, ["=3"])
+    with pytest.raises(ConfigError, match="^override 'solver..lr=1': field name 'solver..lr' has an empty part$"):
+        load_config(None, ["solver..lr=1"])
+
+
+def test_override_errors_name_the_override_not_the_file(tmp_path):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("solver:\n  batch_size: 2\n")
+    with pytest.raises(ConfigError, match=r"^override 'solver.lrr=1': solver.lrr: unknown field \(known: "):
+        load_config(tiny, ["solver.lrr=1"])
+    with pytest.raises(ConfigError, match=r"^override 'model.depth.x=1': model.depth: expected an integer"):
+        load_config(tiny, ["model.depth.x=1"])
+    with pytest.raises(ConfigError, match=r"^override 'solver=3': solver: "):
+        load_config(tiny, ["model.depth=50", "solver=3"])
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("solver:\n  lrr: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{typo}: solver.lrr: unknown field"):  # the file's own error
+        load_config(typo, ["model.depth=50"])
 
 
 def test_scale_stages_keeps_rates_and_proportions():
