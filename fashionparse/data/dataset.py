@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from fashionparse.categories import BY_ID, TOTAL_LANDMARKS
 from fashionparse.config import MASK_FORMATS
 from fashionparse.data.compact_masks import CompactMasks, MiniMasks, PolygonMasks, coco_polygons
-from fashionparse.data.df2 import is_number
+from fashionparse.data.df2 import is_box, is_number
 from fashionparse.data.images import load_rgb
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError
@@ -134,7 +134,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         if not _is_integral(category):
             raise self._error(f"expected an integer, got {category!r}", f"{where}.category_id")
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
+        if not is_box(bbox):
             raise self._error(f"expected [x, y, width, height] as 4 finite numbers, got {bbox!r}", f"{where}.bbox")
 
     def _check_segmentation(self, ann: dict) -> None:

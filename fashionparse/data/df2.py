@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 import reprlib
@@ -208,13 +209,19 @@ class SplitReport:
 # ---------------------------------------------------------------------------------------------------
 # Field checks: each yields (kind, message) for one field value.
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def is_int(v: Any) -> bool:
+    """An integer, not a bool (JSON's true/false)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def is_number(v: Any) -> bool:
-    """A finite int or float, not a bool (JSON's true/false)."""
-    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and math.isfinite(v))
+    """A finite real number, not a bool (JSON's true/false)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_box(v: Any) -> bool:
+    """Four finite numbers (a COCO ``bbox`` or a DF2 ``bounding_box``)."""
+    return isinstance(v, (list, tuple)) and len(v) == 4 and all(is_number(c) for c in v)
 
 
 def _is_number_list(v: Any) -> bool:
@@ -227,17 +234,17 @@ def _inside(x: float, y: float, size: tuple[int, int]) -> bool:
 
 
 def _check_style(v: Any) -> Iterator[tuple[str, str]]:
-    if not (_is_int(v) and v >= 0):
+    if not (is_int(v) and v >= 0):
         yield "bad_style", f"must be an integer >= 0, got {_repr.repr(v)}"
 
 
 def _check_attribute(v: Any) -> Iterator[tuple[str, str]]:
-    if not (_is_int(v) and 1 <= v <= 3):
+    if not (is_int(v) and 1 <= v <= 3):
         yield "bad_attribute", f"must be an integer 1..3, got {_repr.repr(v)}"
 
 
 def _check_bbox(v: Any, size: tuple[int, int] | None) -> Iterator[tuple[str, str]]:
-    if not (_is_number_list(v) and len(v) == 4):
+    if not is_box(v):
         yield "bad_bbox", f"must be [x1, y1, x2, y2] (4 numbers), got {_repr.repr(v)}"
         return
     x1, y1, x2, y2 = v
@@ -308,7 +315,7 @@ def _parse_item(key: str, raw: Any, size: tuple[int, int] | None, file: str) -> 
             report(name, "missing_field", "required field is missing")
 
     cid = raw.get("category_id")
-    category = BY_ID.get(cid) if _is_int(cid) else None
+    category = BY_ID.get(cid) if is_int(cid) else None
     if "category_id" in raw and category is None:
         report("category_id", "bad_category", f"must be an integer 1..13, got {_repr.repr(cid)}")
     elif category is not None and "category_name" in raw and raw["category_name"] != category.name:
@@ -371,7 +378,7 @@ def _check_top_level(data: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
             yield name, "missing_field", "required field is missing"
     if "source" in data and data["source"] not in SOURCES:
         yield "source", "bad_source", f"must be 'shop' or 'user', got {_repr.repr(data['source'])}"
-    if "pair_id" in data and not _is_int(data["pair_id"]):
+    if "pair_id" in data and not is_int(data["pair_id"]):
         yield "pair_id", "bad_pair_id", f"must be an integer, got {_repr.repr(data['pair_id'])}"
 
 

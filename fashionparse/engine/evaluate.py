@@ -13,7 +13,6 @@ import contextlib
 import copy
 import io
 import json
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from fashionparse.categories import BY_ID
 from fashionparse.data.compact_masks import coco_polygons
 from fashionparse.data.dataset import collate
+from fashionparse.data.df2 import is_box, is_int, is_number
 from fashionparse.engine.published import APTriple, PublishedResult, comparison_table, format_percent
 from fashionparse.errors import AnnotationError, FashionparseError
 from fashionparse.utils.io import atomic_write_json, atomic_write_text
@@ -225,26 +225,13 @@ def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> 
     return coco
 
 
-def _is_number(value: Any) -> bool:
-    """A finite int or float (not a bool, not a string)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_box(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 4 and all(_is_number(v) for v in value)
-
-
 def _rle_problem(segmentation: Any, *, uncompressed: bool = True) -> str | None:
     """Why ``segmentation`` is not a COCO RLE dict (``size`` [h, w], ``counts`` a string, bytes as pycocotools
     writes into a GT it evaluated, or with ``uncompressed`` a list of ints)."""
     if not isinstance(segmentation, dict):
         return f"expected an RLE dict with 'size' and 'counts', got {type(segmentation).__name__}"
     size, counts = segmentation.get("size"), segmentation.get("counts")
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(v) and v >= 0 for v in size)):
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(v) and v >= 0 for v in size)):
         return "RLE 'size' must be [height, width] (two non-negative integers)"
     if isinstance(counts, (str, bytes)) or uncompressed and isinstance(counts, list) \
             and all(isinstance(v, int) for v in counts):
@@ -260,7 +247,7 @@ def _check_gt_dataset(dataset: Mapping, where: str) -> None:
             raise AnnotationError(problem, path=where, field=key)
     for key in ("images", "categories"):
         for i, entry in enumerate(dataset[key]):
-            if not isinstance(entry, dict) or not _is_int(entry.get("id")):
+            if not isinstance(entry, dict) or not is_int(entry.get("id")):
                 raise AnnotationError("expected an object with an integer 'id'", path=where, field=f"{key}[{i}]")
     for i, ann in enumerate(dataset["annotations"]):
         if not isinstance(ann, dict):
@@ -270,16 +257,16 @@ def _check_gt_dataset(dataset: Mapping, where: str) -> None:
             if key not in ann:
                 raise AnnotationError("missing field", path=where, field=f"annotations[{i}].{key}")
         for key in ("id", "image_id", "category_id"):
-            if not _is_int(ann[key]):
+            if not is_int(ann[key]):
                 raise AnnotationError(f"expected an integer, got {ann[key]!r}", path=where,
                                       field=f"annotations[{i}].{key}")
         if ann["iscrowd"] not in (0, 1) or isinstance(ann["iscrowd"], (bool, float)):
             raise AnnotationError(f"expected 0 or 1, got {ann['iscrowd']!r}", path=where,
                                   field=f"annotations[{i}].iscrowd")
-        if not _is_box(ann["bbox"]):
+        if not is_box(ann["bbox"]):
             raise AnnotationError(f"expected [x, y, width, height] (4 finite numbers), got {ann['bbox']!r}",
                                   path=where, field=f"annotations[{i}].bbox")
-        if not _is_number(ann["area"]):
+        if not is_number(ann["area"]):
             raise AnnotationError(f"expected a finite number, got {ann['area']!r}", path=where,
                                   field=f"annotations[{i}].area")
         segmentation = ann["segmentation"]
@@ -325,11 +312,11 @@ def unscored_results(results: Sequence[Mapping], iou_type: str, gt: COCO, *,
 def _result_field_problem(key: str, value: Any) -> str | None:
     """Why ``value`` is not a valid results-record ``key`` (None when it is)."""
     if key in ("image_id", "category_id"):
-        return None if _is_int(value) else f"expected an integer, got {value!r}"
+        return None if is_int(value) else f"expected an integer, got {value!r}"
     if key == "score":
-        return None if _is_number(value) else f"expected a finite number, got {value!r}"
+        return None if is_number(value) else f"expected a finite number, got {value!r}"
     if key == "bbox":
-        return None if _is_box(value) else f"expected [x, y, width, height] (4 finite numbers), got {value!r}"
+        return None if is_box(value) else f"expected [x, y, width, height] (4 finite numbers), got {value!r}"
     return _rle_problem(value, uncompressed=False)  # segmentation: loadRes takes compressed RLE only
 
 
