@@ -443,3 +443,15 @@ def test_report_refuses_a_gallery_size_below_1(tmp_path: Path, size: str) -> Non
     assert result.exit_code == 2
     assert "--gallery-size" in result.output and f"{size} is not in the range x>=1" in result.output
     assert not (tmp_path / "report").exists()
+
+
+def test_report_names_the_results_file_of_a_bad_record(runs: dict[str, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["se"], broken)
+    path = broken / "eval" / "segm_results.json"
+    records = json.loads(path.read_text())
+    del records[2]["segmentation"]
+    path.write_text(json.dumps(records))
+    with pytest.raises(FashionparseError) as info:
+        build_report(broken, progress=False)
+    assert str(info.value) == f"{path}: segm results[2].segmentation: missing field"

@@ -30,7 +30,7 @@ from fashionparse.analysis.run import Run, load_run, read_json
 from fashionparse.analysis.subsets import SUBSETS, SubsetReport, evaluate_subsets
 from fashionparse.categories import BY_ID, CATEGORIES
 from fashionparse.data.dataset import CocoInstanceDataset
-from fashionparse.engine.evaluate import load_ground_truth
+from fashionparse.engine.evaluate import check_results, load_ground_truth
 from fashionparse.engine.published import APTriple, load_published
 from fashionparse.engine.published import format_percent as pct
 from fashionparse.errors import AnnotationError, FashionparseError
@@ -70,6 +70,8 @@ class Analysis:
 def analyze_run(run: Run, *, score_threshold: float = 0.5, progress: bool = True) -> Analysis:
     """AP by subset, TIDE for boxes and masks, confusion matrix and worst images of a run."""
     coco = load_ground_truth(run.gt_path)
+    for iou_type, results in (("bbox", run.bbox_results), ("segm", run.segm_results)):
+        check_results(results, iou_type, coco, path=run.results_path(iou_type))  # errors name the file
     subsets = evaluate_subsets(coco, run.bbox_results, run.segm_results, progress=progress)
     tide = {"box": tide_errors(coco, run.bbox_results, "bbox"), "mask": tide_errors(coco, run.segm_results, "segm")}
     confusion = confusion_analysis(coco, run.bbox_results, score_threshold=score_threshold)

@@ -41,15 +41,23 @@ class Run:
         """Last logged iteration, None without a training log."""
         return max((r["iteration"] for r in self.history), default=None)
 
+    def results_path(self, iou_type: str) -> Path:
+        """The detections file of ``iou_type`` ('bbox' or 'segm')."""
+        return results_path(self.run_dir, iou_type)
+
     def digests(self) -> dict[str, str]:
         """SHA-256 of the GT and result files: an analysis cached for these inputs is still valid."""
-        files = {"gt": self.gt_path, "bbox": self.run_dir / "eval" / "bbox_results.json",
-                 "segm": self.run_dir / "eval" / "segm_results.json"}
+        files = {"gt": self.gt_path, "bbox": self.results_path("bbox"), "segm": self.results_path("segm")}
         out = {}
         for name, path in files.items():
             with path.open("rb") as f:
                 out[name] = hashlib.file_digest(f, "sha256").hexdigest()
         return out
+
+
+def results_path(run_dir: Path, iou_type: str) -> Path:
+    """Where a run folder keeps its ``iou_type`` detections (DF2 submission records)."""
+    return run_dir / "eval" / f"{iou_type}_results.json"
 
 
 def read_json(path: Path) -> Any:
@@ -113,8 +121,8 @@ def load_run(run_dir: str | Path, *, gt: str | Path | None = None, images: str |
         gt_path=_ground_truth_path(gt or config.data.val_annotations, config_path),
         image_dir=Path(images or config.data.val_images),
         metrics=read_json(run_dir / "eval" / "metrics.json"),
-        bbox_results=read_json(run_dir / "eval" / "bbox_results.json"),
-        segm_results=read_json(run_dir / "eval" / "segm_results.json"),
+        bbox_results=read_json(results_path(run_dir, "bbox")),
+        segm_results=read_json(results_path(run_dir, "segm")),
         history=history,
         history_skipped=skipped,
     )
