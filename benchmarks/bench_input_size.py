@@ -96,7 +96,7 @@ def main() -> None:
     args = ap.parse_args()
     split = args.out / "split"
     if not (split / "train.json").is_file():
-        generate_split(split, args.images, seed=0, balanced=True, image_size=256, progress=False)
+        generate_split(split, args.images, seed=0, balanced=True, image_size=256, progress=False, overwrite=True)
         convert_split(split, split / "train.json", progress=False)
     cfg = load_config(default_config_path(), [])
     data = CocoInstanceDataset(split / "image", split / "train.json", mask_format=cfg.model.mask_format)

@@ -101,7 +101,7 @@ def step_table(out: Path, repeats: int) -> tuple[str, dict]:
     interleaved, 2 threads."""
     split = out / "split"
     if not (split / "train.json").is_file():
-        generate_split(split, 8, seed=0, balanced=True, image_size=256, progress=False)
+        generate_split(split, 8, seed=0, balanced=True, image_size=256, progress=False, overwrite=True)
         convert_split(split, split / "train.json", progress=False)
     torch.set_num_threads(2)
     setups = {}

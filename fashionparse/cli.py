@@ -83,13 +83,14 @@ def stats(source: Path, png: Path | None, config: Path | None) -> None:
 @click.option("--size", "image_size", type=int, default=512, show_default=True, help="Image side in pixels.")
 @click.option("--start-id", type=int, default=1, show_default=True, help="First image id (file name).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Delete the split already in OUT_DIR first (else it is refused).")
 def synth(out_dir: Path, num_images: int, seed: int, balanced: bool, image_size: int, start_id: int,
-          workers: int) -> None:
+          workers: int, overwrite: bool) -> None:
     """Write a synthetic DF2-format split (image/, annos/)."""
     from fashionparse.data.synth import generate_split
 
     summary = generate_split(out_dir, num_images, seed, balanced=balanced, image_size=image_size,
-                             start_id=start_id, workers=workers)
+                             start_id=start_id, workers=workers, overwrite=overwrite)
     click.echo(str(summary))
 
 

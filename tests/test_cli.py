@@ -11,10 +11,13 @@ from fashionparse.cli import main
 
 
 def _run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """(exit status, stderr) of ``fashionparse ARGS``; ``main`` returns without exiting on success."""
     monkeypatch.setattr(sys, "argv", ["fashionparse", *args])
-    with pytest.raises(SystemExit) as exit_:
+    try:
         main()
-    return exit_.value.code, capsys.readouterr().err
+    except SystemExit as exit_:
+        return exit_.code, capsys.readouterr().err
+    return 0, capsys.readouterr().err
 
 
 def test_an_output_path_that_cannot_be_written_is_one_line(monkeypatch, capsys, tmp_path: Path) -> None:
@@ -29,3 +32,11 @@ def test_an_output_path_that_cannot_be_written_is_one_line(monkeypatch, capsys, 
 def test_worker_counts_below_1_are_refused_before_any_work(monkeypatch, capsys, tmp_path: Path) -> None:
     code, err = _run(monkeypatch, capsys, "check", str(tmp_path), "--workers", "0")
     assert code == 2 and "--workers" in err and "Traceback" not in err
+
+
+def test_synth_into_a_split_is_refused_and_overwrite_replaces_it(monkeypatch, capsys, tmp_path: Path) -> None:
+    assert _run(monkeypatch, capsys, "synth", str(tmp_path), "--images", "2", "--size", "64")[0] == 0
+    code, err = _run(monkeypatch, capsys, "synth", str(tmp_path), "--images", "1", "--size", "64")
+    assert code == 2 and err.splitlines()[-1].startswith(f"error: {tmp_path}: already holds 4 split files")
+    assert _run(monkeypatch, capsys, "synth", str(tmp_path), "--images", "1", "--size", "64", "--overwrite")[0] == 0
+    assert [p.name for p in (tmp_path / "annos").iterdir()] == ["000001.json"]

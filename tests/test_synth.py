@@ -76,6 +76,32 @@ def test_file_names_start_id_and_image_size(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_folder_holding_a_split_is_refused_unless_overwritten(tmp_path):
+    generate_split(tmp_path, 3, seed=0, image_size=96, progress=False)
+    before = _digests(tmp_path)
+    with pytest.raises(ConfigError, match=f"^{tmp_path}: already holds 6 split files"):
+        generate_split(tmp_path, 2, seed=1, image_size=80, progress=False)
+    assert _digests(tmp_path) == before
+    generate_split(tmp_path, 2, seed=1, image_size=80, progress=False, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "image").iterdir()) == ["000001.jpg", "000002.jpg"]
+    assert len(list((tmp_path / "annos").iterdir())) == 2  # the third image of the old split is gone
+    with Image.open(tmp_path / "image" / "000001.jpg") as im:
+        assert im.size == (80, 80)
+
+
+def test_demo_data_is_regenerated_whole_when_its_parameters_or_the_generator_change(tmp_path, monkeypatch):
+    from fashionparse.engine import demo
+
+    coco_json = demo.prepare_split(tmp_path, "train", 3, 0, 1, 64, balanced=True)
+    assert len(json.loads(coco_json.read_text())["images"]) == 3
+    stamp = coco_json.stat().st_mtime_ns
+    assert demo.prepare_split(tmp_path, "train", 3, 0, 1, 64, balanced=True).stat().st_mtime_ns == stamp  # reused
+    monkeypatch.setattr(demo, "GENERATOR_VERSION", demo.GENERATOR_VERSION + 1)
+    demo.prepare_split(tmp_path, "train", 2, 0, 1, 64, balanced=True)
+    assert len(json.loads(coco_json.read_text())["images"]) == 2  # no image of the old split left in it
+    assert json.loads((tmp_path / "train.params.json").read_text())["generator"] == demo.GENERATOR_VERSION
+
+
 @pytest.mark.parametrize("kwargs", [{"num_images": 0}, {"image_size": 16}, {"start_id": 999_999, "num_images": 2},
                                     {"workers": 0}])
 def test_bad_arguments_raise_config_error(tmp_path, kwargs):

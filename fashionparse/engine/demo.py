@@ -20,7 +20,7 @@ from tqdm import tqdm
 from fashionparse.config import Config, load_config, scale_stages
 from fashionparse.data.convert import convert_split
 from fashionparse.data.dataset import CocoInstanceDataset
-from fashionparse.data.synth import generate_split
+from fashionparse.data.synth import GENERATOR_VERSION, generate_split
 from fashionparse.engine.evaluate import EvalResult
 from fashionparse.engine.train import train
 from fashionparse.utils.io import atomic_write_json
@@ -86,16 +86,16 @@ def load_demo_config(overrides: list[str], iterations: int | None = None, pretra
 
 def prepare_split(out: Path, name: str, num_images: int, seed: int, start_id: int, image_size: int,
                   balanced: bool) -> Path:
-    """Generate and convert one synthetic split unless the same one is already there."""
+    """Generate and convert one synthetic split unless the same one, by the same generator, is already there."""
     split_dir, coco_json = out / name, out / f"{name}.json"
     params = {"images": num_images, "seed": seed, "start_id": start_id, "size": image_size,
-              "balanced": balanced}
+              "balanced": balanced, "generator": GENERATOR_VERSION}
     marker = out / f"{name}.params.json"
     if coco_json.is_file() and marker.is_file() and json.loads(marker.read_text()) == params:
         tqdm.write(f"reusing {coco_json}")
         return coco_json
     generate_split(split_dir, num_images, seed, balanced=balanced, image_size=image_size, start_id=start_id,
-                   workers=2)
+                   workers=2, overwrite=True)
     convert_split(split_dir, coco_json, strict=True)
     atomic_write_json(marker, params)
     return coco_json

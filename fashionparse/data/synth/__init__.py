@@ -9,7 +9,7 @@ geometry), ``render`` (painting) and ``writer`` (the split on disk).
 
 from fashionparse.data.synth.landmarks import FLIP_PERM, LANDMARK_NAMES
 from fashionparse.data.synth.plan import ImagePlan, plan_split
-from fashionparse.data.synth.writer import SynthSummary, generate_split, render_image
+from fashionparse.data.synth.writer import GENERATOR_VERSION, SynthSummary, generate_split, render_image
 
-__all__ = ["FLIP_PERM", "LANDMARK_NAMES", "ImagePlan", "SynthSummary", "generate_split", "plan_split",
+__all__ = ["FLIP_PERM", "GENERATOR_VERSION", "LANDMARK_NAMES", "ImagePlan", "SynthSummary", "generate_split", "plan_split",
            "render_image"]

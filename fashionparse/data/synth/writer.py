@@ -24,6 +24,7 @@ from fashionparse.data.synth.scene import Scene, compose_scene, image_rng
 from fashionparse.errors import ConfigError
 from fashionparse.utils.io import atomic_write_json, atomic_write_with
 
+GENERATOR_VERSION = 2  # raise when the same arguments write different files (2: commit 427586c's painting)
 MAX_IMAGE_ID = 999_999  # six-digit file names
 MIN_IMAGE_SIZE = 64
 LAYOUT_TRIES = 4
@@ -118,17 +119,29 @@ def _check_args(num_images: int, image_size: int, start_id: int, workers: int) -
         raise ConfigError(f"must be at least 1, got {workers}", field="workers")
 
 
+def _existing_files(out: Path) -> list[Path]:
+    """The split files already under ``out`` (``image/*.jpg``, ``annos/*.json``)."""
+    return sorted([*(out / "image").glob("*.jpg"), *(out / "annos").glob("*.json")])
+
+
 def generate_split(out_dir: str | Path, num_images: int, seed: int = 0, *, balanced: bool = False,
                    image_size: int = 512, start_id: int = 1, workers: int = 1, progress: bool = True,
-                   jpeg_quality: int = 92) -> SynthSummary:
+                   jpeg_quality: int = 92, overwrite: bool = False) -> SynthSummary:
     """Write ``num_images`` synthetic DF2 images and annotations under ``out_dir``.
 
     Files are ``image/NNNNNN.jpg`` and ``annos/NNNNNN.json`` for ids ``start_id ..`` (use disjoint
     ranges for train and validation). Categories follow DF2's long tail, or are uniform with
-    ``balanced``. Existing files with the same ids are replaced; others are left alone.
+    ``balanced``. A folder that already holds a split is refused, since writing into it would mix two
+    splits; ``overwrite`` deletes its images and annotations first.
     """
     _check_args(num_images, image_size, start_id, workers)
     out = Path(out_dir)
+    existing = _existing_files(out)
+    if existing and not overwrite:
+        raise ConfigError(f"already holds {len(existing)} split files (e.g. {existing[0].name}); choose an empty "
+                          "folder or overwrite (--overwrite) to replace them", path=out)
+    for path in existing:
+        path.unlink()
     started = time.perf_counter()
     plans = plan_split(num_images, seed, balanced=balanced, start_id=start_id)
     jobs = [(plan, image_size, str(out), jpeg_quality) for plan in plans]
