@@ -112,6 +112,10 @@ def _with(entry: dict, **changes) -> dict:
      "annotation 1.segmentation: segmentation polygon 1 is not a list of numbers"),
     ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation={"counts": "abc"})], "full",
      "annotation 1.segmentation: RLE needs 'size' and 'counts'"),
+    ([_GOOD_IMAGE, _with(_GOOD_IMAGE, file_name="b.png")], [_GOOD_ANN], "full",
+     r"images\[1\].id: id 1 is also images\[0\]'s; ids must be unique"),
+    ([_GOOD_IMAGE], [_GOOD_ANN, _with(_GOOD_ANN, bbox=[1, 1, 5, 5])], "full",
+     r"annotations\[1\].id: id 1 is also annotations\[0\]'s"),
 ])
 def test_malformed_entries_are_named_when_the_dataset_opens(tmp_path, images, annotations, mask_format, message):
     path = _write(tmp_path, images, annotations)

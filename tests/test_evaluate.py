@@ -256,6 +256,10 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path, scenario: dict) -> None:
     del broken["annotations"][2]["area"]
     with pytest.raises(AnnotationError, match=r"annotations\[2\]\.area"):
         evaluate_results(_write_json(tmp_path / "broken.json", broken), [], [])
+    repeated = _gt_dataset(GT_ITEMS)
+    repeated["annotations"][3]["id"] = repeated["annotations"][1]["id"]  # pycocotools would evaluate one twice
+    with pytest.raises(AnnotationError, match=r"repeated.json: annotations\[3\].id: id \d+ is also annotations\[1\]'s"):
+        evaluate_results(_write_json(tmp_path / "repeated.json", repeated), [], [])
     stray = [{**scenario["bbox"][0], "image_id": 99}]
     with pytest.raises(FashionparseError, match="image_id 99"):
         evaluate_results(scenario["gt"], stray, [])

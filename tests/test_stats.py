@@ -132,6 +132,11 @@ def test_bad_inputs_raise(tmp_path: Path) -> None:
     text_id.write_text(json.dumps({"images": images, "annotations": []}))
     with pytest.raises(AnnotationError, match=r"images\[1\]"):
         compute_stats(text_id)
+    twice = tmp_path / "twice.json"
+    images = [{"id": i, "width": 4, "height": 4} for i in (1, 2, 1)]
+    twice.write_text(json.dumps({"images": images, "annotations": anns[:1]}))
+    with pytest.raises(AnnotationError, match=r"twice.json: images\[2\].id: id 1 is also images\[0\]'s"):
+        compute_stats(twice)
 
 
 def test_coco_counts_the_training_items(tmp_path: Path) -> None:

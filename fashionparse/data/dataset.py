@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from fashionparse.categories import BY_ID, TOTAL_LANDMARKS
 from fashionparse.config import MASK_FORMATS
 from fashionparse.data.compact_masks import CompactMasks, MiniMasks, PolygonMasks, coco_polygons
-from fashionparse.data.df2 import is_box, is_number
+from fashionparse.data.df2 import check_unique_ids, is_box, is_number
 from fashionparse.data.images import load_rgb
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError
@@ -91,6 +91,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         except (AssertionError, ValueError, KeyError, TypeError) as e:  # pycocotools asserts a top-level object
             reason = f"missing key {e}" if isinstance(e, KeyError) else str(e) or "the top level is not an object"
             raise AnnotationError(f"not a COCO instance file ({reason})", path=self.annotations) from e
+        check_unique_ids(self.coco.dataset, self.annotations)
         self.ids: list[int] = sorted(self.coco.imgs)
         self.transforms = transforms
         self.with_masks = with_masks

@@ -20,7 +20,7 @@ import os
 import re
 import reprlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -222,6 +222,20 @@ def is_number(v: Any) -> bool:
 def is_box(v: Any) -> bool:
     """Four finite numbers (a COCO ``bbox`` or a DF2 ``bounding_box``)."""
     return isinstance(v, (list, tuple)) and len(v) == 4 and all(is_number(c) for c in v)
+
+
+def check_unique_ids(coco: Mapping[str, Any], path: str | Path,
+                     keys: Sequence[str] = ("images", "annotations", "categories")) -> None:
+    """Raise AnnotationError naming the first entry of a COCO list (``coco[key]``, objects) whose ``id`` an
+    earlier one has: pycocotools indexes by id, so a repeat would silently merge two images' annotations or
+    replace an annotation by another."""
+    for key in keys:
+        seen: dict[Any, int] = {}
+        for i, entry in enumerate(coco.get(key, ())):
+            first = seen.setdefault(entry.get("id"), i)
+            if first != i:
+                raise AnnotationError(f"id {entry.get('id')!r} is also {key}[{first}]'s; ids must be unique",
+                                      path=path, field=f"{key}[{i}].id")
 
 
 def _is_number_list(v: Any) -> bool:

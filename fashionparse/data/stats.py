@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fashionparse.categories import ATTRIBUTES, BY_ID, CATEGORIES
-from fashionparse.data.df2 import ATTRIBUTE_FIELDS, SOURCES, ImageRecord, Item, read_split
+from fashionparse.data.df2 import ATTRIBUTE_FIELDS, SOURCES, ImageRecord, Item, check_unique_ids, is_int, read_split
 from fashionparse.errors import AnnotationError
 from fashionparse.utils.io import atomic_write_with
 
@@ -134,7 +134,7 @@ def coco_training_items(path: Path) -> tuple[list[list[ItemFacts]], int]:
     sizes: dict[Any, tuple[int, int]] = {}
     for i, img in enumerate(data["images"]):
         try:
-            if not isinstance(img["id"], int):  # ids are sorted below
+            if not is_int(img["id"]):  # ids are sorted below
                 raise TypeError
             sizes[img["id"]] = (int(img["width"]), int(img["height"]))
         except (KeyError, TypeError, ValueError):
@@ -154,6 +154,7 @@ def coco_training_items(path: Path) -> tuple[list[list[ItemFacts]], int]:
         except (KeyError, TypeError, ValueError):
             raise AnnotationError("needs category_id, bbox [x, y, w, h] and an image_id listed in images",
                                   path=path, field=f"annotations[{i}]") from None
+    check_unique_ids(data, path, ("images",))  # else two images' items would count as one image's
     return list(per_image.values()), skipped
 
 

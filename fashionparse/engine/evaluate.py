@@ -28,7 +28,7 @@ from tqdm import tqdm
 from fashionparse.categories import BY_ID
 from fashionparse.data.compact_masks import coco_polygons
 from fashionparse.data.dataset import collate
-from fashionparse.data.df2 import is_box, is_int, is_number
+from fashionparse.data.df2 import check_unique_ids, is_box, is_int, is_number
 from fashionparse.engine.published import APTriple, PublishedResult, comparison_table, format_percent
 from fashionparse.errors import AnnotationError, FashionparseError
 from fashionparse.utils.io import atomic_write_json, atomic_write_text
@@ -279,6 +279,7 @@ def _check_gt_dataset(dataset: Mapping, where: str) -> None:
                 problem = str(err)
         if problem:
             raise AnnotationError(problem, path=where, field=f"annotations[{i}].segmentation")
+    check_unique_ids(dataset, where)
 
 
 def unscored_results(results: Sequence[Mapping], iou_type: str, gt: COCO, *,
