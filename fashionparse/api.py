@@ -133,7 +133,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, images: str
     """
     from fashionparse.data.convert import convert_split
     from fashionparse.data.dataset import CocoInstanceDataset
-    from fashionparse.engine.evaluate import evaluate_model
+    from fashionparse.engine.evaluate import evaluate_model, load_ground_truth
 
     data, out_dir = Path(data), Path(out_dir)
     if data.is_dir():
@@ -143,6 +143,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, images: str
     else:
         gt_json = data
         images = Path(images) if images is not None else data.parent / "image"
+    gt = load_ground_truth(gt_json, df2_categories=False)  # an unusable GT fails before the model loads
     model, _ = load_model(checkpoint, device)
     dataset = CocoInstanceDataset(images, gt_json, with_masks=False)
-    return evaluate_model(model, dataset, gt_json, next(model.parameters()).device, out_dir=out_dir)
+    return evaluate_model(model, dataset, gt, next(model.parameters()).device, out_dir=out_dir)

@@ -40,3 +40,15 @@ def test_synth_into_a_split_is_refused_and_overwrite_replaces_it(monkeypatch, ca
     assert code == 2 and err.splitlines()[-1].startswith(f"error: {tmp_path}: already holds 4 split files")
     assert _run(monkeypatch, capsys, "synth", str(tmp_path), "--images", "1", "--size", "64", "--overwrite")[0] == 0
     assert [p.name for p in (tmp_path / "annos").iterdir()] == ["000001.json"]
+
+
+def test_evaluate_on_a_split_without_garments_fails_before_inference(monkeypatch, capsys, tmp_path: Path,
+                                                                     tiny_checkpoint: Path) -> None:
+    """COCOeval scores an empty ground truth as -1 everywhere; that used to be printed, with exit 0."""
+    for sub in ("image", "annos"):
+        (tmp_path / "split" / sub).mkdir(parents=True)
+    code, err = _run(monkeypatch, capsys, "evaluate", str(tiny_checkpoint), str(tmp_path / "split"),
+                     "--out", str(tmp_path / "eval"))
+    assert code == 2 and err.splitlines()[-1] == (f"error: {tmp_path / 'eval' / 'ground_truth.json'}: annotations: "
+                                                  "nothing to evaluate: no garments (non-crowd annotations) in its "
+                                                  "0 images")

@@ -218,6 +218,9 @@ def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> 
         coco.dataset = dataset
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
+    if not any(not ann.get("iscrowd") for ann in coco.dataset["annotations"]):  # COCOeval would give -1 for all
+        raise AnnotationError(f"nothing to evaluate: no garments (non-crowd annotations) in its "
+                              f"{len(coco.dataset['images'])} images", path=where, field="annotations")
     unknown = sorted(set(coco.getCatIds()) - set(BY_ID))
     if df2_categories and unknown:
         raise AnnotationError(f"category ids {unknown} are not DeepFashion2 categories (1..13)", path=where,
