@@ -23,6 +23,7 @@ from fashionparse.data.images import load_rgb, to_rgb
 from fashionparse.data.masks import mask_to_polygons
 from fashionparse.engine.checkpoint import from_checkpoint, load_checkpoint, load_model_state
 from fashionparse.utils.device import resolve_device
+from fashionparse.utils.io import ensure_writable_dir
 
 
 @dataclass
@@ -135,7 +136,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, *, images: str
     from fashionparse.data.dataset import CocoInstanceDataset
     from fashionparse.engine.evaluate import evaluate_model, load_ground_truth
 
-    data, out_dir = Path(data), Path(out_dir)
+    data, out_dir = Path(data), ensure_writable_dir(out_dir)
     if data.is_dir():
         gt_json = out_dir / "ground_truth.json"
         tqdm.write(str(convert_split(data, gt_json)))  # what the conversion skipped, counted

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fashionparse.cli import main
+from tests.image_fixtures import photo
 
 
 def _run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
@@ -52,3 +53,26 @@ def test_evaluate_on_a_split_without_garments_fails_before_inference(monkeypatch
     assert code == 2 and err.splitlines()[-1] == (f"error: {tmp_path / 'eval' / 'ground_truth.json'}: annotations: "
                                                   "nothing to evaluate: no garments (non-crowd annotations) in its "
                                                   "0 images")
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_an_output_path_in_the_way_fails_before_the_work(monkeypatch, capsys, tmp_path: Path, tiny_checkpoint: Path,
+                                                         command: str) -> None:
+    """The outputs come at the end (after inference, or after the ONNX export and its check); a file where the
+    output folder goes used to be found only then."""
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the output folder would go\n")
+    photo(64, 48).save(tmp_path / "a.png")
+    gt = tmp_path / "gt.json"
+    gt.write_text('{"images": [], "annotations": [], "categories": []}')  # refused if it were read first
+    monkeypatch.setattr("fashionparse.serving.onnx_export.load_model", lambda *a: pytest.fail("model loaded"))
+    args, expected = {
+        "predict": ([str(tiny_checkpoint), str(tmp_path / "a.png"), "--out", str(taken / "out"), "--no-overlays"],
+                    f"error: {taken / 'out'}: Not a directory"),
+        "evaluate": ([str(tiny_checkpoint), str(gt), "--out", str(taken / "out")],
+                     f"error: {taken / 'out'}: Not a directory"),
+        "export": ([str(tiny_checkpoint), str(taken / "model.onnx")],
+                   f"error: {taken}: is a file; an output folder goes here")}[command]
+    code, err = _run(monkeypatch, capsys, command, *args)
+    assert code == 2 and err.splitlines()[-1] == expected
+    assert "predict:" not in err  # no image was parsed

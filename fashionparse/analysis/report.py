@@ -34,7 +34,7 @@ from fashionparse.engine.evaluate import check_results, load_ground_truth
 from fashionparse.engine.published import APTriple, load_published
 from fashionparse.engine.published import format_percent as pct
 from fashionparse.errors import AnnotationError, FashionparseError
-from fashionparse.utils.io import atomic_write_json, atomic_write_text
+from fashionparse.utils.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 
 ANALYSIS_FILE = "analysis.json"
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -245,7 +245,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, *, gt: str 
     ``gt``/``images`` replace the config's validation annotations and image folder.
     """
     run = load_run(run_dir, gt=gt, images=images)
-    out = Path(out) if out is not None else run.run_dir / "report"
+    out = ensure_writable_dir(out if out is not None else run.run_dir / "report")
     analysis = analyze_run(run, score_threshold=score_threshold, progress=progress)
     cfg = run.config.model
     sections = [_results_section(run), _training_section(run), _category_section(run, analysis),
@@ -337,7 +337,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path, *, progress: b
     """
     if not run_dirs:
         raise FashionparseError("no run folders given")
-    out = Path(out)
+    out = ensure_writable_dir(out)
     runs = [load_run(d) for d in run_dirs]
     analyses = [_analysis_of(run, progress) for run in tqdm(runs, desc="runs", unit="run", disable=not progress)]
     labels = _labels(runs)

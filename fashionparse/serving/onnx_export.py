@@ -34,7 +34,7 @@ from fashionparse.serving.onnx_predictor import (
     letterbox,
     open_session,
 )
-from fashionparse.utils.io import atomic_write_with
+from fashionparse.utils.io import atomic_write_with, ensure_writable_dir
 
 MIN_OPSET = 11  # torchvision's RoIAlign symbolic (aligned=False, as MultiScaleRoIAlign uses)
 MAX_BOX_DIFF = 1.0  # pixels
@@ -131,6 +131,9 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path, *, size: int | Non
     out_path = Path(out_path)
     if opset < MIN_OPSET:
         raise ConfigError(f"must be >= {MIN_OPSET}, got {opset}", field="opset")
+    if out_path.is_dir():
+        raise FashionparseError("is a folder; name the .onnx file to write", path=out_path)
+    ensure_writable_dir(out_path.parent)
     model, cfg = load_model(checkpoint, "cpu")
     size = size or cfg.model.min_size[-1]
     if size < 32:

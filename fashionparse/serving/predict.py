@@ -29,7 +29,7 @@ from fashionparse.data.images import load_rgb
 from fashionparse.errors import FashionparseError
 from fashionparse.serving.predictor import Predictor
 from fashionparse.serving.records import draw_overlay, submission_records
-from fashionparse.utils.io import atomic_write_json
+from fashionparse.utils.io import atomic_write_json, ensure_writable_dir
 from fashionparse.visualize import save_image
 
 OVERLAY_DIR = "overlays"
@@ -151,6 +151,7 @@ def predict_files(predictor: Predictor, inputs: Sequence[str | Path], out_dir: s
     if not files:
         detail = "; ".join(f"{p.path}: {p.reason}" for p in problems)
         raise FashionparseError(f"no input files ({detail})", field="inputs")
+    ensure_writable_dir(out_dir)
     image_ids = assign_image_ids(files)
     overlay_names = _overlay_names(files, image_ids)
     summary = PredictSummary(out_dir, problems=problems)

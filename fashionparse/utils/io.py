@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename."""
+"""Atomic file writes (write to a temporary file in the same folder, fsync, then rename), and the check that
+an output folder can take them, made before a command's work rather than after it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from fashionparse.errors import FashionparseError
 
 
 @contextmanager
@@ -32,6 +35,19 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def ensure_writable_dir(path: str | Path) -> Path:
+    """Create the folder ``path`` (and its parents) and write and remove a file in it, so that a command whose
+    outputs come at the end fails before its work, not after. Raises the ``OSError`` (a file in the way, no
+    permission; ``FashionparseError`` when ``path`` is a file), which the CLI prints on one line naming the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FashionparseError("is a file; an output folder goes here", path=path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
+    return path
 
 
 def _umask() -> int:
