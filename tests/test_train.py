@@ -85,6 +85,19 @@ def test_resume_reads_no_initial_weight_files(handful, tmp_path):
     assert load_config(tmp_path / "run" / "config.yaml").model.weights == str(detector)  # the config is kept
 
 
+@pytest.mark.parametrize(("iterations", "where"), [(2, "the end"), (1, "past the end")])
+def test_resume_at_or_past_the_end_of_the_schedule_says_so(handful, tmp_path, capsys, iterations, where):
+    common = ["train.checkpoint_period=1", "train.eval_at_end=false"]
+    train(_cfg(handful, tmp_path, *common, "solver.stages=[{trainable: all, iterations: 2, lr: 0.01}]"),
+          progress=False)
+    capsys.readouterr()
+    result = train(_cfg(handful, tmp_path, *common, f"solver.stages=[{{trainable: all, iterations: {iterations}, "
+                        "lr: 0.01}]"), resume=True, progress=False)
+    assert result.steps == 0 and result.iterations == 2
+    assert (f"{tmp_path / LAST} is at iteration 2, {where} of this config's schedule ({iterations} iterations in "
+            "solver.stages): nothing left to train") in capsys.readouterr().out
+
+
 def test_resume_refuses_checkpoints_that_do_not_fit(handful, tmp_path):
     run = tmp_path / "run"
     common = ["train.checkpoint_period=1", "train.eval_at_end=false"]

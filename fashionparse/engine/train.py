@@ -352,6 +352,10 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
 
     stages = cfg.solver.stages
     total = sum(st.iterations for st in stages)
+    if state is not None and iteration >= total:
+        where = "the end" if iteration == total else "past the end"
+        tqdm.write(f"{out / LAST} is at iteration {iteration}, {where} of this config's schedule ({total} iterations "
+                   "in solver.stages): nothing left to train; lengthen solver.stages to train on")
     total_batch = cfg.solver.batch_size * ctx.world_size
     start_batch = -(-samples // cfg.solver.batch_size)
     if start_batch * cfg.solver.batch_size != samples:
