@@ -241,12 +241,14 @@ def test_scale_follows_the_box_area(split):
 def test_segmentation_cuts_holes_open():
     """A region with a hole becomes hole-free polygons whose rasterization is exactly the region."""
     region = shapely.box(10, 10, 50, 40).difference(shapely.box(20, 20, 30, 30))
-    polys = segmentation(region, 60)
+    polys, rle = segmentation(region, 60)
     assert len(polys) >= 2 and all(p[:2] == p[-2:] for p in polys)
     expected = np.zeros((60, 60), bool)
     expected[10:40, 10:50] = True
     expected[20:30, 20:30] = False
     np.testing.assert_array_equal(_mask(polys, 60), expected)
+    np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), expected)
+    assert segmentation(shapely.box(10.2, 10.2, 10.4, 30), 60) == ([], None)  # covers no pixel centre
 
 
 def test_items_cut_by_the_border_are_zoomed_in(split):

@@ -83,10 +83,11 @@ def _polygon_parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
     return [g for g in shapely.get_parts(geom) if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
-def segmentation(geom: shapely.Geometry, size: int) -> list[list[int]]:
+def segmentation(geom: shapely.Geometry, size: int) -> tuple[list[list[int]], dict | None]:
     """Closed integer polygons (flat ``x, y, ...``, first point repeated) of a region in a ``size``
-    squared image; polygons that rasterize to no pixel are left out."""
-    out = []
+    squared image, and the COCO RLE of their union (None without polygons); polygons that rasterize to no
+    pixel are left out. Each polygon is rasterized once, for both."""
+    rings = []
     for part in _polygon_parts(geom):
         for poly in _without_holes(part):
             ring = np.rint(np.asarray(poly.exterior.coords)).astype(int)
@@ -96,10 +97,12 @@ def segmentation(geom: shapely.Geometry, size: int) -> list[list[int]]:
                 continue
             if not np.array_equal(ring[0], ring[-1]):
                 ring = np.vstack([ring, ring[:1]])
-            flat = ring.ravel().tolist()
-            if mask_utils.area(mask_utils.frPyObjects([flat], size, size))[0] > 0:
-                out.append(flat)
-    return out
+            rings.append(ring.ravel().tolist())
+    rles = mask_utils.frPyObjects(rings, size, size) if rings else []
+    kept = [(flat, rle) for flat, rle in zip(rings, rles) if mask_utils.area(rle) > 0]
+    if not kept:
+        return [], None
+    return [flat for flat, _ in kept], mask_utils.merge([rle for _, rle in kept])
 
 
 def _opened(region: shapely.Geometry) -> shapely.Geometry:
@@ -144,8 +147,7 @@ def annotate(scene: Scene) -> Annotation:
         sil = layer.geom
         inside = shapely.intersection(sil, frame)
         visible = _opened(shapely.difference(inside, cover))
-        polys = segmentation(visible, size)
-        rle = mask_utils.merge(mask_utils.frPyObjects(polys, size, size)) if polys else None
+        polys, rle = segmentation(visible, size)
         vis_px = float(mask_utils.area(rle)) if rle is not None else 0.0
         if vis_px < min_px or visible.area < MIN_VISIBLE_FRACTION * sil.area:
             hidden += 1
