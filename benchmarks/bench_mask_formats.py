@@ -65,7 +65,7 @@ def item_images(root: Path, seed: int) -> Path:
     path = root / "items.json"
     if path.is_file():
         return path
-    generate_split(root / "split", 8, seed, balanced=True, image_size=BIG, progress=False)
+    generate_split(root / "split", 8, seed, balanced=True, image_size=BIG, progress=False, overwrite=True)
     convert_split(root / "split", root / "pool.json", strict=True, workers=1, progress=False)
     pool = json.loads((root / "pool.json").read_text())
     anns, images = pool["annotations"], []

@@ -43,12 +43,14 @@ def test_synth_into_a_split_is_refused_and_overwrite_replaces_it(monkeypatch, ca
     assert [p.name for p in (tmp_path / "annos").iterdir()] == ["000001.json"]
 
 
-def test_evaluate_on_a_split_without_garments_fails_before_inference(monkeypatch, capsys, tmp_path: Path,
-                                                                     tiny_checkpoint: Path) -> None:
-    """COCOeval scores an empty ground truth as -1 everywhere; that used to be printed, with exit 0."""
+def test_evaluate_on_a_split_without_garments_fails_before_the_model_loads(monkeypatch, capsys,
+                                                                          tmp_path: Path) -> None:
+    """COCOeval scores an empty ground truth as -1 everywhere; that used to be printed, with exit 0. The GT is
+    checked before the checkpoint is read (this one is not a checkpoint at all)."""
     for sub in ("image", "annos"):
         (tmp_path / "split" / sub).mkdir(parents=True)
-    code, err = _run(monkeypatch, capsys, "evaluate", str(tiny_checkpoint), str(tmp_path / "split"),
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    code, err = _run(monkeypatch, capsys, "evaluate", str(tmp_path / "junk.pth"), str(tmp_path / "split"),
                      "--out", str(tmp_path / "eval"))
     assert code == 2 and err.splitlines()[-1] == (f"error: {tmp_path / 'eval' / 'ground_truth.json'}: annotations: "
                                                   "nothing to evaluate: no garments (non-crowd annotations) in its "
@@ -76,3 +78,16 @@ def test_an_output_path_in_the_way_fails_before_the_work(monkeypatch, capsys, tm
     code, err = _run(monkeypatch, capsys, command, *args)
     assert code == 2 and err.splitlines()[-1] == expected
     assert "predict:" not in err  # no image was parsed
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_the_probe_file(monkeypatch, capsys, tmp_path: Path) -> None:
+    """The probe's PermissionError names a random temp file (tests run as root, which no mode bit stops, so the
+    refusal is simulated)."""
+    import tempfile
+
+    def refuse(dir: str) -> None:
+        raise PermissionError(13, "Permission denied", f"{dir}/tmpa1b2c3")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    code, err = _run(monkeypatch, capsys, "export", str(tmp_path / "junk.pth"), str(tmp_path / "ro" / "m.onnx"))
+    assert code == 2 and err.splitlines()[-1] == f"error: {tmp_path / 'ro'}: Permission denied"

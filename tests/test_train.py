@@ -14,7 +14,7 @@ from fashionparse.engine.checkpoint import load_checkpoint
 from fashionparse.engine.demo import DemoResult
 from fashionparse.engine.precision import backward_and_step, grad_scaler
 from fashionparse.engine.train import DROPPED, FINAL, LAST, TrainingDiverged, train
-from fashionparse.errors import CheckpointError, ConfigError
+from fashionparse.errors import AnnotationError, CheckpointError, ConfigError
 from fashionparse.model import build_model
 from train_fixtures import split_overrides
 
@@ -231,6 +231,15 @@ def test_gradient_clipping_caps_the_global_norm_and_0_or_null_turn_it_off(clip, 
     backward_and_step(loss, optimizer, grad_scaler(torch.device("cpu"), "none"), clip)
     assert torch.allclose(w.grad, torch.tensor([3.0, 4.0]) * norm / 5)
     assert torch.allclose(w.detach(), -w.grad)  # the step used the clipped gradient
+
+
+def test_a_validation_set_evaluation_would_refuse_fails_before_training(handful, tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"images": [], "annotations": [], "categories": []}')
+    with pytest.raises(AnnotationError, match=f"^{empty}: annotations: nothing to evaluate"):
+        train(_cfg(handful, tmp_path / "run", f"data.val_annotations={empty}", "train.checkpoint_period=1",
+                   "solver.stages=[{trainable: all, iterations: 1, lr: 0.01}]"), progress=False)
+    assert not list((tmp_path / "run").glob("*.pth"))  # not one step
 
 
 def test_too_few_classes_for_the_training_data_is_a_config_error(handful, tmp_path):

@@ -337,8 +337,8 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path, *, progress: b
     """
     if not run_dirs:
         raise FashionparseError("no run folders given")
-    out = ensure_writable_dir(out)
     runs = [load_run(d) for d in run_dirs]
+    out = ensure_writable_dir(out)
     analyses = [_analysis_of(run, progress) for run in tqdm(runs, desc="runs", unit="run", disable=not progress)]
     labels = _labels(runs)
     metrics = [{task: _task_metrics(run, task) for task in TASKS} for run in runs]

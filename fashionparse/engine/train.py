@@ -318,6 +318,10 @@ def _train(cfg: Config, ctx: DistContext, *, resume: bool, progress: bool, deadl
     if labels and max(labels) >= cfg.model.num_classes:  # torchvision's labels are 1..num_classes-1
         raise ConfigError(f"{cfg.model.num_classes} classes (background included) cannot hold the training data's "
                           f"category id {max(labels)}", path=cfg.data.train_annotations, field="model.num_classes")
+    if cfg.train.eval_at_end and cfg.data.val_annotations:  # a GT the final evaluation would refuse fails now;
+        from fashionparse.engine.evaluate import load_ground_truth  # every rank checks, so none waits on another
+
+        load_ground_truth(cfg.data.val_annotations, df2_categories=False)
     model_cfg = cfg.model
     if resume:  # every tensor comes from the checkpoint: no initial-weight file is read (nor needed)
         model_cfg = from_checkpoint(cfg.model)

@@ -45,8 +45,11 @@ def ensure_writable_dir(path: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise FashionparseError("is a file; an output folder goes here", path=path)
     path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=path):
-        pass
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:  # it names the probe file; the folder is what the user gave
+        raise type(err)(err.errno, err.strerror, str(path)) from err
     return path
 
 
