@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
-from fashionparse.categories import BY_ID, NUM_CATEGORIES
+from fashionparse.categories import NUM_CATEGORIES, label_name
 from fashionparse.config import Config, from_dict
 from fashionparse.data.images import load_rgb, to_rgb
 from fashionparse.data.masks import mask_to_polygons
@@ -102,9 +102,7 @@ class Parser:
     def category_name(self, label: int) -> str:
         """DF2's name for a DF2 parser's label (13 classes + background); ``category N`` for other models,
         e.g. one trained with the COCO pretraining config, whose labels are COCO ids."""
-        if self.cfg.model.num_classes == NUM_CATEGORIES + 1 and label in BY_ID:
-            return BY_ID[label].name
-        return f"category {label}"
+        return label_name(label, df2=self.cfg.model.num_classes == NUM_CATEGORIES + 1)
 
     def _instances(self, output: dict[str, torch.Tensor]) -> list[Instance]:
         """One model output as instances; the model has already dropped scores below the threshold."""

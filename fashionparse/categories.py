@@ -77,6 +77,12 @@ ATTRIBUTES: dict[str, dict[int, str]] = {
 }
 
 
+def label_name(label: int, *, df2: bool = True) -> str:
+    """The display name of a detector label: DF2's category name when ``df2`` (a DF2 parser) and the label is
+    one of DF2's ids; ``category N`` otherwise (e.g. COCO ids of a model trained with the pretraining config)."""
+    return BY_ID[label].name if df2 and label in BY_ID else f"category {label}"
+
+
 def coco_categories() -> list[dict]:
     """Category records exactly as the official converter writes them (294 keypoint names each)."""
     keypoints = [str(i) for i in range(1, TOTAL_LANDMARKS + 1)]

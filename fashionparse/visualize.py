@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms.v2.functional import to_dtype
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from fashionparse.categories import BY_ID
+from fashionparse.categories import label_name
 from fashionparse.errors import FashionparseError
 from fashionparse.utils.io import atomic_write_with
 
@@ -104,7 +104,7 @@ def _label_texts(labels: torch.Tensor, scores: torch.Tensor | None = None,
     """"name score" per instance, or just the name without scores. ``names`` default: DF2's category name,
     ``category N`` for an id outside DF2's."""
     if names is None:
-        names = [BY_ID[int(label)].name if int(label) in BY_ID else f"category {int(label)}" for label in labels]
+        names = [label_name(int(label)) for label in labels]
     if scores is None:
         return names
     return [f"{name} {float(score):.2f}" for name, score in zip(names, scores)]
