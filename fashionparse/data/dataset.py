@@ -150,11 +150,12 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             if not {"size", "counts"} <= segmentation.keys():
                 raise self._error("RLE needs 'size' and 'counts'", field)
             return
+        outline = _outline(segmentation)
         try:
-            coco_polygons(_outline(segmentation))
+            coco_polygons(outline)
         except ValueError as e:
             raise self._error(f"segmentation {e}", field) from e
-        short = len(segmentation) - len(_outline(segmentation))
+        short = len(segmentation) - len(outline)
         if short:
             self.skipped.add("polygons of fewer than 3 points (left out of their annotation's mask)", short)
 

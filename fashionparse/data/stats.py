@@ -140,6 +140,7 @@ def coco_training_items(path: Path) -> tuple[list[list[ItemFacts]], int]:
         except (KeyError, TypeError, ValueError):
             raise AnnotationError("every image needs an integer 'id', a 'width' and a 'height'", path=path,
                                   field=f"images[{i}]") from None
+    check_unique_ids(data, path, ("images",))  # else two images' items would count as one image's
     per_image: dict[Any, list[ItemFacts]] = {image_id: [] for image_id in sorted(sizes)}
     skipped = 0
     for i, ann in enumerate(data["annotations"]):
@@ -154,7 +155,6 @@ def coco_training_items(path: Path) -> tuple[list[list[ItemFacts]], int]:
         except (KeyError, TypeError, ValueError):
             raise AnnotationError("needs category_id, bbox [x, y, w, h] and an image_id listed in images",
                                   path=path, field=f"annotations[{i}]") from None
-    check_unique_ids(data, path, ("images",))  # else two images' items would count as one image's
     return list(per_image.values()), skipped
 
 
