@@ -111,7 +111,12 @@ def _with(entry: dict, **changes) -> dict:
     ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation=[[1, 2, 3, 4, 5, 6], ["a"] * 6])], "full",
      "annotation 1.segmentation: segmentation polygon 1 is not a list of numbers"),
     ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation={"counts": "abc"})], "full",
-     "annotation 1.segmentation: RLE needs 'size' and 'counts'"),
+     r"annotation 1.segmentation: RLE 'size' must be \[height, width\]"),
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation={"size": [30, 40], "counts": 7})], "full",
+     "annotation 1.segmentation: RLE 'counts' must be a string or a list of integers"),
+    # five numbers are malformed, not a short polygon: refused as the DF2 reader refuses them, not dropped
+    ([_GOOD_IMAGE], [_with(_GOOD_ANN, segmentation=[[1, 2, 3, 4, 5], [2, 3, 20, 3, 20, 25]])], "polygon",
+     "annotation 1.segmentation: segmentation polygon 0 has 5 values; needs an even count >= 6"),
     ([_GOOD_IMAGE, _with(_GOOD_IMAGE, file_name="b.png")], [_GOOD_ANN], "full",
      r"images\[1\].id: id 1 is also images\[0\]'s; ids must be unique"),
     ([_GOOD_IMAGE], [_GOOD_ANN, _with(_GOOD_ANN, bbox=[1, 1, 5, 5])], "full",

@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from fashionparse.categories import BY_ID, TOTAL_LANDMARKS
 from fashionparse.config import MASK_FORMATS
 from fashionparse.data.compact_masks import CompactMasks, MiniMasks, PolygonMasks, coco_polygons
-from fashionparse.data.df2 import check_unique_ids, is_box, is_number
+from fashionparse.data.df2 import check_unique_ids, is_box, is_number, is_short_polygon, rle_problem
 from fashionparse.data.images import load_rgb
 from fashionparse.data.masks import polygons_to_mask
 from fashionparse.errors import AnnotationError
@@ -147,8 +147,9 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             if self.mask_format != "full":
                 raise self._error(f"segmentation is RLE; mask_format {self.mask_format} needs polygons (use "
                                   "mask_format full)", field)
-            if not {"size", "counts"} <= segmentation.keys():
-                raise self._error("RLE needs 'size' and 'counts'", field)
+            problem = rle_problem(segmentation)
+            if problem:
+                raise self._error(problem, field)
             return
         outline = _outline(segmentation)
         try:
@@ -281,10 +282,11 @@ def _is_integral(value: Any) -> bool:
 
 
 def _outline(segmentation: list | dict) -> list | dict:
-    """An annotation's segmentation without its polygons of fewer than 3 points (RLE unchanged)."""
+    """An annotation's segmentation without its well-formed polygons of fewer than 3 points (RLE unchanged);
+    a malformed polygon stays, for :func:`coco_polygons` to refuse."""
     if not isinstance(segmentation, list):
         return segmentation
-    return [p for p in segmentation if not (isinstance(p, list) and len(p) < 6)]
+    return [p for p in segmentation if not is_short_polygon(p)]
 
 
 def _clipped_xyxy(bbox: list[float], width: int, height: int) -> list[float]:

@@ -238,6 +238,20 @@ def check_unique_ids(coco: Mapping[str, Any], path: str | Path,
                                       path=path, field=f"{key}[{i}].id")
 
 
+def rle_problem(segmentation: Any, *, uncompressed: bool = True) -> str | None:
+    """Why ``segmentation`` is not a COCO RLE dict (``size`` [h, w], ``counts`` a string, bytes as pycocotools
+    writes into a GT it evaluated, or with ``uncompressed`` a list of ints)."""
+    if not isinstance(segmentation, dict):
+        return f"expected an RLE dict with 'size' and 'counts', got {type(segmentation).__name__}"
+    size, counts = segmentation.get("size"), segmentation.get("counts")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(v) and v >= 0 for v in size)):
+        return "RLE 'size' must be [height, width] (two non-negative integers)"
+    if isinstance(counts, (str, bytes)) or uncompressed and isinstance(counts, list) \
+            and all(isinstance(v, int) for v in counts):
+        return None
+    return "RLE 'counts' must be a string" + (" or a list of integers" if uncompressed else "")
+
+
 def _is_number_list(v: Any) -> bool:
     return isinstance(v, list) and all(is_number(c) for c in v)
 
@@ -270,8 +284,9 @@ def _check_bbox(v: Any, size: tuple[int, int] | None) -> Iterator[tuple[str, str
         )
 
 
-def _is_short_polygon(poly: Any) -> bool:
-    """Well-formed (even number of numbers) but fewer than 3 points."""
+def is_short_polygon(poly: Any) -> bool:
+    """Well-formed (even number of numbers) but fewer than 3 points: it has no area, and pycocotools would read
+    a 4-number one as a box, so readers drop it (and count it) rather than refuse the annotation."""
     return _is_number_list(poly) and len(poly) % 2 == 0 and len(poly) < 6
 
 
@@ -280,7 +295,7 @@ def _check_segmentation(v: Any, size: tuple[int, int] | None) -> Iterator[tuple[
         yield "bad_polygon", "must be a non-empty list of polygons [[x1, y1, x2, y2, ...], ...]"
         return
     # A short polygon is dropped while the item keeps another; without one the item itself is bad.
-    keeps_one = not all(_is_short_polygon(poly) for poly in v)
+    keeps_one = not all(is_short_polygon(poly) for poly in v)
     for k, poly in enumerate(v):
         if not _is_number_list(poly):
             yield "bad_polygon", f"polygon {k} must be a flat list of numbers, got {_repr.repr(poly)}"
@@ -356,7 +371,7 @@ def _parse_item(key: str, raw: Any, size: tuple[int, int] | None, file: str) -> 
         style=raw["style"],
         bounding_box=tuple(raw["bounding_box"]),
         landmarks=tuple(raw["landmarks"]),
-        segmentation=tuple(tuple(p) for p in raw["segmentation"] if not _is_short_polygon(p)),
+        segmentation=tuple(tuple(p) for p in raw["segmentation"] if not is_short_polygon(p)),
         **{name: raw[name] for name in ATTRIBUTE_FIELDS},
     )
     return item, problems

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from fashionparse.categories import BY_ID
 from fashionparse.data.compact_masks import coco_polygons
 from fashionparse.data.dataset import collate
-from fashionparse.data.df2 import check_unique_ids, is_box, is_int, is_number
+from fashionparse.data.df2 import check_unique_ids, is_box, is_int, is_number, rle_problem
 from fashionparse.engine.published import APTriple, PublishedResult, comparison_table, format_percent
 from fashionparse.errors import AnnotationError, FashionparseError
 from fashionparse.utils.io import atomic_write_json, atomic_write_text
@@ -228,20 +228,6 @@ def load_ground_truth(gt: str | Path | COCO, *, df2_categories: bool = True) -> 
     return coco
 
 
-def _rle_problem(segmentation: Any, *, uncompressed: bool = True) -> str | None:
-    """Why ``segmentation`` is not a COCO RLE dict (``size`` [h, w], ``counts`` a string, bytes as pycocotools
-    writes into a GT it evaluated, or with ``uncompressed`` a list of ints)."""
-    if not isinstance(segmentation, dict):
-        return f"expected an RLE dict with 'size' and 'counts', got {type(segmentation).__name__}"
-    size, counts = segmentation.get("size"), segmentation.get("counts")
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(is_int(v) and v >= 0 for v in size)):
-        return "RLE 'size' must be [height, width] (two non-negative integers)"
-    if isinstance(counts, (str, bytes)) or uncompressed and isinstance(counts, list) \
-            and all(isinstance(v, int) for v in counts):
-        return None
-    return "RLE 'counts' must be a string" + (" or a list of integers" if uncompressed else "")
-
-
 def _check_gt_dataset(dataset: Mapping, where: str) -> None:
     """Raise AnnotationError naming the field for what pycocotools would crash on later (after inference)."""
     for key in ("images", "annotations", "categories"):
@@ -274,7 +260,7 @@ def _check_gt_dataset(dataset: Mapping, where: str) -> None:
                                   field=f"annotations[{i}].area")
         segmentation = ann["segmentation"]
         if isinstance(segmentation, dict):
-            problem = _rle_problem(segmentation)
+            problem = rle_problem(segmentation)
         else:
             try:
                 problem = None if coco_polygons(segmentation) else "no polygons (an empty list)"
@@ -321,7 +307,7 @@ def _result_field_problem(key: str, value: Any) -> str | None:
         return None if is_number(value) else f"expected a finite number, got {value!r}"
     if key == "bbox":
         return None if is_box(value) else f"expected [x, y, width, height] (4 finite numbers), got {value!r}"
-    return _rle_problem(value, uncompressed=False)  # segmentation: loadRes takes compressed RLE only
+    return rle_problem(value, uncompressed=False)  # segmentation: loadRes takes compressed RLE only
 
 
 def check_results(results: Sequence[Mapping], iou_type: str, gt: COCO, *, path: str | Path | None = None) -> None:
