@@ -67,6 +67,9 @@ class ModelConfig:
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 100
+    # inference only: passes of the box head over its own detections, each moving the boxes by their label's
+    # regression and averaging the label's probability into the score (fashionparse.model.refine); 0: torchvision
+    box_refine_passes: int = 0
     representation_size: int = 1024
     mask_head_channels: int = 256
     mask_head_layers: int = 4
@@ -287,6 +290,7 @@ def validate(cfg: Config, src: str | None = None) -> Config:
         _check_positive(m.mask_rois_per_image, "model.mask_rois_per_image", src)
     _check_positive(m.roi_sampling_ratio, "model.roi_sampling_ratio", src, allow_zero=True)
     _check_positive(m.mask_head_layers, "model.mask_head_layers", src, allow_zero=True)  # 0: predictor on RoIs
+    _check_positive(m.box_refine_passes, "model.box_refine_passes", src, allow_zero=True)
     _check_choice(m.roi_align, ROI_ALIGNS, "model.roi_align", src)
     if m.roi_align == "gather" and m.roi_sampling_ratio == 0:
         raise ConfigError("gather needs a fixed model.roi_sampling_ratio > 0, got 0 (adaptive)", path=src,

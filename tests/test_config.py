@@ -64,6 +64,8 @@ def test_overrides_are_typed_yaml():
         ("model.aspect_ratios=[]", "model.aspect_ratios"),
         ("model.aspect_ratios=[1.0, 0]", "model.aspect_ratios"),
         ("model.mask_head_layers=-1", "model.mask_head_layers"),
+        ("model.box_refine_passes=-1", "model.box_refine_passes"),
+        ("model.box_refine_passes=1.5", "model.box_refine_passes"),
         ("model.rpn_pre_nms_top_n_train=-5", "model.rpn_pre_nms_top_n_train"),
         ("model.rpn_pre_nms_top_n_test=0", "model.rpn_pre_nms_top_n_test"),
         ("model.rpn_post_nms_top_n_train=0", "model.rpn_post_nms_top_n_train"),

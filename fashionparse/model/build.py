@@ -14,6 +14,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from fashionparse.config import ModelConfig
 from fashionparse.model.backbone import RETURN_LAYERS, build_backbone, image_normalization
 from fashionparse.model.compact_heads import CompactMaskRoIHeads, CompactMaskTransform
+from fashionparse.model.refine import RefiningRoIHeads
 from fashionparse.model.roi_align import GatherMultiScaleRoIAlign
 from fashionparse.model.weights import LoadReport, load_backbone_weights, load_detector_weights
 
@@ -37,7 +38,8 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
     then ``cfg.weights`` (whole detector) are loaded from local files when set; the load reports are logged.
     ``cfg.mask_format`` minimask or polygon swaps in :mod:`~fashionparse.model.compact_heads`' RoI heads and
     transform, which train on compact masks, and so does ``cfg.mask_rois_per_image`` for the heads;
-    parameters, state dict and inference are the same for all formats.
+    parameters, state dict and inference are the same for all formats. ``cfg.box_refine_passes`` > 0 makes
+    inference refine the detections (:mod:`~fashionparse.model.refine`).
     """
     backbone = build_backbone(cfg)
     mean, std = image_normalization(cfg)
@@ -78,7 +80,10 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
         mask_predictor=MaskRCNNPredictor(mask_in, cfg.mask_head_channels, cfg.num_classes),
     )
     if cfg.mask_format != "full" or cfg.mask_rois_per_image is not None:  # same modules, own mask branch
-        model.roi_heads = CompactMaskRoIHeads.like(model.roi_heads, cfg.mask_rois_per_image)
+        model.roi_heads = CompactMaskRoIHeads.like(model.roi_heads, mask_rois_per_image=cfg.mask_rois_per_image,
+                                                   box_refine_passes=cfg.box_refine_passes)
+    elif cfg.box_refine_passes:  # same modules, refining inference
+        model.roi_heads = RefiningRoIHeads.like(model.roi_heads, box_refine_passes=cfg.box_refine_passes)
     if cfg.mask_format != "full":  # compact training masks
         model.transform = CompactMaskTransform.like(model.transform)
     if cfg.backbone_weights:

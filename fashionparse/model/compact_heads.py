@@ -11,7 +11,8 @@ them to float32 to RoIAlign the targets (``methods.md`` §2). Two subclasses cha
   With ``mask_rois_per_image`` it trains the mask branch on at most that many of each image's positive
   proposals, drawn at random (:func:`subsample`); the box branch still sees them all.
 
-Both also take full ``[N, H, W]`` masks and then behave exactly as torchvision. Inference is torchvision's.
+Both also take full ``[N, H, W]`` masks and then behave exactly as torchvision. Inference is torchvision's
+(with :mod:`~fashionparse.model.refine`'s optional box refinement).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchvision.models.detection.roi_heads import RoIHeads, project_masks_on_boxes
+from torchvision.models.detection.roi_heads import project_masks_on_boxes
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from fashionparse.data.compact_masks import CompactMasks
+from fashionparse.model.refine import RefiningRoIHeads
 
 Target = dict[str, Any]
 
@@ -55,28 +57,17 @@ def mask_loss(mask_logits: torch.Tensor, labels: torch.Tensor, targets: torch.Te
     return F.binary_cross_entropy_with_logits(logits, targets)
 
 
-class CompactMaskRoIHeads(RoIHeads):
+class CompactMaskRoIHeads(RefiningRoIHeads):
     """torchvision's RoI heads with the training mask branch fed by :func:`mask_targets`.
 
-    The box branch and inference are inherited unchanged; in training the inherited mask branch is switched
+    The box branch and inference are inherited unchanged (inference from :class:`RefiningRoIHeads`, so
+    ``box_refine_passes`` applies here too); in training the inherited mask branch is switched
     off (:meth:`has_mask`) and :meth:`forward` runs it on the positive proposals that the inherited
     :meth:`select_training_samples` drew.
     """
 
     _sampled: tuple[list[torch.Tensor], ...] | None = None  # the last draw, between the two methods
     mask_rois_per_image: int | None = None  # the mask branch's positive proposals per image; None: all
-
-    @classmethod
-    def like(cls, heads: RoIHeads, mask_rois_per_image: int | None = None) -> CompactMaskRoIHeads:
-        """Heads sharing the submodules and settings of ``heads`` (same parameters, same state dict keys)."""
-        new = cls(heads.box_roi_pool, heads.box_head, heads.box_predictor,
-                  heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
-                  heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
-                  heads.box_coder.weights, heads.score_thresh, heads.nms_thresh, heads.detections_per_img,
-                  mask_roi_pool=heads.mask_roi_pool, mask_head=heads.mask_head,
-                  mask_predictor=heads.mask_predictor)
-        new.mask_rois_per_image = mask_rois_per_image
-        return new
 
     def has_mask(self) -> bool:
         return not self.training and super().has_mask()
