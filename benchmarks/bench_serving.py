@@ -39,7 +39,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 # the demo's inference settings when the README's serving numbers were recorded (commit ffa7967)
-RECORDED_DEMO = ["model.roi_sampling_ratio=2", "model.roi_canonical_scale=224"]
+RECORDED_DEMO = ["model.roi_sampling_ratio=2", "model.roi_canonical_scale=224", "model.box_refine_passes=0"]
 MODELS = {  # name -> (config file, overrides)
     "demo": ("configs/demo_cpu.yaml", [*RECORDED_DEMO, "model.min_size=[800]", "model.max_size=1333"]),
     "r50": ("configs/se_resnet101_fpn_deepfashion2.yaml", ["model.depth=50", "model.weights=null"]),

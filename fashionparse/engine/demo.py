@@ -62,12 +62,13 @@ def default_config_path() -> Path:
 # (bfloat16, one RoIAlign sample per bin, gathered RoIAlign, in-process loading, batch 8 at four times the
 # learning rate, 128 sampled RoIs per image, 300 proposals per level before the RPN's NMS, smaller input
 # images, a capped mask branch, half the sampled RoIs positive, RoIs pooled one FPN level coarser, a shorter crop
-# pretraining on smaller crops). Overrides win.
+# pretraining on smaller crops, box refinement at inference). Overrides win.
 RECORDED_SETTINGS = [
     "train.amp=none", "model.roi_sampling_ratio=2", "model.roi_align=torchvision", "data.num_workers=1",
     "solver.batch_size=4", "model.box_batch_size_per_image=64", "model.rpn_pre_nms_top_n_train=600",
     "model.min_size=[256]", "model.max_size=256", "model.mask_rois_per_image=null", "model.roi_canonical_scale=224",
-    "model.box_positive_fraction=0.25", "pretrain.iterations=1200", "pretrain.crop_size=96",
+    "model.box_positive_fraction=0.25", "model.box_refine_passes=0", "pretrain.iterations=1200",
+    "pretrain.crop_size=96",
     "solver.stages=[{trainable: all, iterations: 800, lr: 0.02}, {trainable: all, iterations: 160, lr: 0.002}]",
 ]
 
