@@ -39,7 +39,7 @@ def build_model(cfg: ModelConfig) -> MaskRCNN:
     ``cfg.mask_format`` minimask or polygon swaps in :mod:`~fashionparse.model.compact_heads`' RoI heads and
     transform, which train on compact masks, and so does ``cfg.mask_rois_per_image`` for the heads;
     parameters, state dict and inference are the same for all formats. ``cfg.box_refine_passes`` > 0 makes
-    inference refine the detections (:mod:`~fashionparse.model.refine`).
+    inference refine the proposals before post-processing (:mod:`~fashionparse.model.refine`).
     """
     backbone = build_backbone(cfg)
     mean, std = image_normalization(cfg)
