@@ -67,8 +67,9 @@ class ModelConfig:
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 100
-    # inference only: passes of the box head over its own detections, each moving the boxes by their label's
-    # regression and averaging the label's probability into the score (fashionparse.model.refine); 0: torchvision
+    # inference only: passes of the box head over the boxes it regressed, each moving every proposal to the box of
+    # its most likely garment class and combining the passes' class scores, before torchvision's post-processing
+    # (fashionparse.model.refine); 0: torchvision
     box_refine_passes: int = 0
     representation_size: int = 1024
     mask_head_channels: int = 256
