@@ -9,7 +9,7 @@ the box of its currently most likely garment class, pools it again and re-runs t
 are combined as a normalised geometric mean (Cascade R-CNN averages its stages' scores), and torchvision's
 ``postprocess_detections`` then decodes the last pass's regression, thresholds, runs NMS and keeps the top
 detections exactly as it would without refinement; the mask branch pools the final boxes. Training is
-unchanged. Measured on the CPU demo's models (docs/demo_experiments.md): about +3 box / +1.5 mask AP.
+unchanged. Measured on the CPU demo's models (docs/demo_experiments.md): +3.4 box / +1.7 mask AP with two passes.
 """
 
 from __future__ import annotations
@@ -31,16 +31,18 @@ def refine_proposals(heads: RoIHeads, features: dict[str, torch.Tensor], proposa
     its softmax gives the combined scores), the last pass's box regression [P, 4 C], and the boxes that
     regression is relative to (per image, [P_i, 4], clipped to ``image_shapes[i]``). ``P = sum(P_i)``.
     """
+    def box_branch(boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return heads.box_predictor(heads.box_head(heads.box_roi_pool(features, boxes, image_shapes)))
+
     counts = [p.shape[0] for p in proposals]
-    logits, regression = heads.box_predictor(heads.box_head(heads.box_roi_pool(features, proposals, image_shapes)))
+    logits, regression = box_branch(proposals)
     log_probs = F.log_softmax(logits.float(), -1)
     for _ in range(passes):
         garment = log_probs[:, 1:].argmax(1) + 1  # the most likely class other than the background so far
         decoded = heads.box_coder.decode(regression, proposals)  # [P, C, 4]
         moved = decoded.gather(1, garment[:, None, None].expand(-1, 1, 4)).squeeze(1)
         proposals = [box_ops.clip_boxes_to_image(b, size) for b, size in zip(moved.split(counts), image_shapes)]
-        logits, regression = heads.box_predictor(heads.box_head(heads.box_roi_pool(features, proposals,
-                                                                                   image_shapes)))
+        logits, regression = box_branch(proposals)
         log_probs = log_probs + F.log_softmax(logits.float(), -1)
     return log_probs / (passes + 1), regression, proposals
 
